@@ -1,0 +1,695 @@
+//! The one typed configuration, read from TOML (a file, or the `CREDBROKER_CONFIG` environment
+//! variable in Lambda) and validated once at start-up.
+//!
+//! Unknown keys are errors, not warnings: a misspelt `audiences` would otherwise silently turn
+//! into "no audience check configured". Every [`ConfigError`] names the offending key and says
+//! how to fix it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::rules::Rule;
+
+/// The environment variable that holds the whole TOML configuration (used by the Lambda binary).
+pub const CONFIG_ENV: &str = "CREDBROKER_CONFIG";
+/// The environment variable that names a TOML configuration file (an alternative to [`CONFIG_ENV`]).
+pub const CONFIG_FILE_ENV: &str = "CREDBROKER_CONFIG_FILE";
+
+/// The validated configuration of a broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Browser origins allowed to call the API (CORS), e.g. `https://app.example.com`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Size and clock limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// JWKS fetching and caching policy.
+    #[serde(default)]
+    pub jwks: JwksSettings,
+    /// The Cognito identity pool credentials come from.
+    pub identity_pool: IdentityPoolConfig,
+    /// Named sign-in providers; the name is the `{provider}` in `POST /auth/signin/{provider}`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// Size and clock limits; every one has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted ID token, in bytes (Entra tokens with many groups run to several KiB).
+    pub max_token_bytes: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Clock leeway for `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_token_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            leeway_seconds: 60,
+        }
+    }
+}
+
+impl Limits {
+    /// The clock leeway as a [`Duration`].
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.leeway_seconds)
+    }
+}
+
+/// How signing keys are fetched and cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksSettings {
+    /// At most one refresh per issuer within this many seconds when a token names an unknown `kid`.
+    pub cooldown_seconds: u64,
+    /// Timeout of one JWKS or discovery fetch, in seconds.
+    pub timeout_seconds: u64,
+    /// Lower bound applied to the IdP's `Cache-Control: max-age`, in seconds.
+    pub min_max_age_seconds: u64,
+    /// Upper bound applied to the IdP's `Cache-Control: max-age` (and the default without one).
+    pub max_max_age_seconds: u64,
+    /// Largest accepted JWKS or discovery document, in bytes.
+    pub max_document_bytes: usize,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            cooldown_seconds: 60,
+            timeout_seconds: 5,
+            min_max_age_seconds: 60,
+            max_max_age_seconds: 24 * 3600,
+            max_document_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The Cognito identity pool the broker exchanges tokens at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityPoolConfig {
+    /// The identity pool id, `region:uuid`.
+    pub id: String,
+    /// The pool's region; defaults to the region part of `id`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override (moto, the local pool). `AWS_ENDPOINT_URL_COGNITO_IDENTITY` also works.
+    #[serde(default)]
+    pub endpoint: Option<Url>,
+    /// Timeout of one Cognito call attempt, in seconds.
+    #[serde(default = "default_pool_attempt_timeout")]
+    pub attempt_timeout_seconds: u64,
+    /// Attempts per Cognito call, the first included (retries back off with jitter).
+    #[serde(default = "default_pool_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_pool_attempt_timeout() -> u64 {
+    3
+}
+
+fn default_pool_max_attempts() -> u32 {
+    3
+}
+
+impl IdentityPoolConfig {
+    /// The region the pool lives in.
+    pub fn region(&self) -> &str {
+        match &self.region {
+            Some(region) => region,
+            None => self.id.split(':').next().unwrap_or_default(),
+        }
+    }
+}
+
+/// The kinds of sign-in provider credbroker knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Google accounts and Google Workspace.
+    Google,
+    /// Microsoft Entra ID (v2.0 endpoints).
+    Microsoft,
+    /// Salesforce (production, sandbox and My Domain hosts).
+    Salesforce,
+    /// An Amazon Cognito user pool.
+    Cognito,
+    /// Any OpenID Connect issuer, through discovery.
+    Oidc,
+}
+
+impl ProviderKind {
+    /// The name used in configuration and in `/auth/config`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Google => "google",
+            ProviderKind::Microsoft => "microsoft",
+            ProviderKind::Salesforce => "salesforce",
+            ProviderKind::Cognito => "cognito",
+            ProviderKind::Oidc => "oidc",
+        }
+    }
+}
+
+/// A role to request (`CustomRoleArn`) when a claim rule holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    /// The rule, in `claim:value` or `claim~regex` form.
+    pub when: Rule,
+    /// The role ARN to request when it holds.
+    pub role_arn: String,
+}
+
+/// One named provider, as written in `[providers.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Which kind of provider this is.
+    pub kind: ProviderKind,
+    /// Accepted `aud` values: the OAuth client ids of your app at this provider.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claim rules that must all hold (mod_auth_openidc `Require claim` form).
+    #[serde(default)]
+    pub require: Vec<Rule>,
+    /// Role ARN to request for every sign-in through this provider.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Roles by rule; the first whose rule holds wins over `role_arn`.
+    #[serde(default)]
+    pub roles: Vec<RoleRule>,
+    /// Claims returned to the browser in the sign-in response (never the token itself).
+    #[serde(default = "default_exposed_claims")]
+    pub claims: Vec<String>,
+    /// Overrides where signing keys are fetched (otherwise the kind's default or discovery).
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub issuer: Option<Url>,
+    /// `google`: allowed Workspace domains (`hd` claim); empty allows any account.
+    #[serde(default)]
+    pub hosted_domains: Vec<String>,
+    /// `microsoft`: allowed tenant ids.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// `microsoft`: accept every tenant (multi-tenant apps). Off unless set explicitly.
+    #[serde(default)]
+    pub any_tenant: bool,
+    /// `salesforce`: allowed issuers (defaults to login.salesforce.com and test.salesforce.com).
+    #[serde(default)]
+    pub issuers: Vec<Url>,
+    /// `cognito`: the user pool id, e.g. `eu-west-1_AbCdEf123`.
+    #[serde(default)]
+    pub user_pool_id: Option<String>,
+}
+
+fn default_exposed_claims() -> Vec<String> {
+    ["email", "name"].map(String::from).to_vec()
+}
+
+/// Claims that identify a session or carry secrets and so are never echoed to the browser.
+const NEVER_EXPOSED_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash", "sid"];
+
+/// Why a configuration cannot be used. Start-up errors, never returned over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Neither `CREDBROKER_CONFIG` nor `CREDBROKER_CONFIG_FILE` is set.
+    #[error("no configuration: set {CONFIG_ENV} to the TOML text or {CONFIG_FILE_ENV} to a file path")]
+    Missing,
+    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    #[error("invalid config: {0}")]
+    Syntax(String),
+    /// A key has a value credbroker cannot work with.
+    #[error("invalid config key `{key}`: {problem}; fix: {fix}")]
+    Invalid {
+        /// The dotted path of the key, e.g. `providers.corp.tenants`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+        /// What to write instead.
+        fix: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_string(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Reads the configuration the way the Lambda binary does: `CREDBROKER_CONFIG` (TOML text)
+    /// or `CREDBROKER_CONFIG_FILE` (a path).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        if let Ok(text) = std::env::var(CONFIG_ENV) {
+            return Config::from_toml(&text);
+        }
+        if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
+            return Config::from_file(&path);
+        }
+        Err(ConfigError::Missing)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_pool(&self.identity_pool)?;
+        for (index, origin) in self.allowed_origins.iter().enumerate() {
+            validate_origin(&format!("allowed_origins[{index}]"), origin)?;
+        }
+        if self.limits.max_token_bytes < 512 || self.limits.max_token_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "limits.max_token_bytes",
+                format!("{} is outside 512..=1048576", self.limits.max_token_bytes),
+                "use a value such as 16384",
+            ));
+        }
+        if self.limits.max_body_bytes < self.limits.max_token_bytes + 64 {
+            return Err(invalid(
+                "limits.max_body_bytes",
+                "a body that can hold no token of max_token_bytes",
+                "make it at least max_token_bytes + 64",
+            ));
+        }
+        if self.jwks.timeout_seconds == 0 || self.jwks.timeout_seconds > 30 {
+            return Err(invalid("jwks.timeout_seconds", "must be 1..=30", "use 5"));
+        }
+        if self.jwks.min_max_age_seconds > self.jwks.max_max_age_seconds {
+            return Err(invalid(
+                "jwks.min_max_age_seconds",
+                "is larger than jwks.max_max_age_seconds",
+                "make min_max_age_seconds <= max_max_age_seconds",
+            ));
+        }
+        for (name, provider) in &self.providers {
+            validate_provider(name, provider)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
+    let pool_id = regex::Regex::new(
+        r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    )
+    .expect("static regex");
+    if !pool_id.is_match(&pool.id) {
+        return Err(invalid(
+            "identity_pool.id",
+            format!("`{}` is not an identity pool id", pool.id),
+            "copy it from the Cognito console: REGION:UUID, e.g. us-east-1:0123abcd-...",
+        ));
+    }
+    if pool.region().is_empty() {
+        return Err(invalid(
+            "identity_pool.region",
+            "is empty",
+            "set the pool's region, e.g. us-east-1",
+        ));
+    }
+    if let Some(endpoint) = &pool.endpoint {
+        validate_url("identity_pool.endpoint", endpoint)?;
+    }
+    if pool.max_attempts == 0 || pool.max_attempts > 10 {
+        return Err(invalid("identity_pool.max_attempts", "must be 1..=10", "use 3"));
+    }
+    if pool.attempt_timeout_seconds == 0 || pool.attempt_timeout_seconds > 30 {
+        return Err(invalid(
+            "identity_pool.attempt_timeout_seconds",
+            "must be 1..=30",
+            "use 3",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_origin(key: &str, origin: &str) -> Result<(), ConfigError> {
+    let fix = "write scheme://host[:port] with no path, e.g. https://app.example.com";
+    let url = Url::parse(origin).map_err(|e| invalid(key, format!("`{origin}`: {e}"), fix))?;
+    if url.origin().ascii_serialization() != origin {
+        return Err(invalid(key, format!("`{origin}` is not a bare origin"), fix));
+    }
+    Ok(())
+}
+
+/// Whether `url` is http(s) and, when plain `http`, on a loopback host (the only place an
+/// unencrypted issuer or key endpoint is acceptable: a local test or dev provider).
+pub fn is_acceptable_url(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback_host(url),
+        _ => false,
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+    if is_acceptable_url(url) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{url}` is neither https nor http on a loopback host"),
+            "use an https:// URL (http:// only for 127.0.0.1 or localhost)",
+        ))
+    }
+}
+
+fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    let name_ok = name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(invalid(
+            format!("providers.{name}"),
+            "provider names appear in URLs and must be lowercase letters, digits, - and _",
+            "rename the table, e.g. [providers.corp]",
+        ));
+    }
+    if name == "dev" {
+        return Err(invalid(
+            "providers.dev",
+            "`dev` is reserved for the dev provider of `credbroker dev`",
+            "choose another name",
+        ));
+    }
+    if provider.audiences.is_empty() {
+        return Err(invalid(
+            key("audiences"),
+            "is empty, so no token could ever be accepted",
+            "list your app's OAuth client id(s) at this provider",
+        ));
+    }
+    check_kind_only(name, provider)?;
+    for (index, arn) in provider
+        .role_arn
+        .iter()
+        .chain(provider.roles.iter().map(|r| &r.role_arn))
+        .enumerate()
+    {
+        validate_role_arn(&key(&format!("role_arn#{index}")), arn)?;
+    }
+    for claim in &provider.claims {
+        if NEVER_EXPOSED_CLAIMS.contains(&claim.as_str()) {
+            return Err(invalid(
+                key("claims"),
+                format!("`{claim}` is session material and is never returned"),
+                "remove it from the list",
+            ));
+        }
+    }
+    if let Some(uri) = &provider.jwks_uri {
+        validate_url(&key("jwks_uri"), uri)?;
+    }
+    match provider.kind {
+        ProviderKind::Oidc => match &provider.issuer {
+            Some(issuer) => validate_url(&key("issuer"), issuer),
+            None => Err(invalid(
+                key("issuer"),
+                "is required for kind = \"oidc\"",
+                "set issuer = \"https://...\"",
+            )),
+        },
+        ProviderKind::Microsoft => validate_tenants(name, provider),
+        ProviderKind::Salesforce => {
+            for (index, issuer) in provider.issuers.iter().enumerate() {
+                validate_url(&key(&format!("issuers[{index}]")), issuer)?;
+            }
+            Ok(())
+        }
+        ProviderKind::Cognito => validate_user_pool(name, provider),
+        ProviderKind::Google => Ok(()),
+    }
+}
+
+/// Rejects fields that belong to another kind, which would otherwise be silently ignored.
+fn check_kind_only(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let owned: [(&str, bool, ProviderKind); 6] = [
+        ("issuer", provider.issuer.is_some(), ProviderKind::Oidc),
+        (
+            "hosted_domains",
+            !provider.hosted_domains.is_empty(),
+            ProviderKind::Google,
+        ),
+        ("tenants", !provider.tenants.is_empty(), ProviderKind::Microsoft),
+        ("any_tenant", provider.any_tenant, ProviderKind::Microsoft),
+        ("issuers", !provider.issuers.is_empty(), ProviderKind::Salesforce),
+        (
+            "user_pool_id",
+            provider.user_pool_id.is_some(),
+            ProviderKind::Cognito,
+        ),
+    ];
+    for (field, present, kind) in owned {
+        if present && provider.kind != kind {
+            return Err(invalid(
+                format!("providers.{name}.{field}"),
+                format!("applies only to kind = \"{}\"", kind.name()),
+                "remove it, or change the kind",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_tenants(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.tenants");
+    match (provider.tenants.is_empty(), provider.any_tenant) {
+        (true, false) => {
+            return Err(invalid(
+                key,
+                "is empty: no tenant could sign in",
+                "list your Entra tenant id(s), or set any_tenant = true for a multi-tenant app",
+            ));
+        }
+        (false, true) => {
+            return Err(invalid(
+                key,
+                "is set together with any_tenant = true",
+                "choose one: a tenant allowlist, or any_tenant = true",
+            ));
+        }
+        _ => {}
+    }
+    let guid = regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        .expect("static regex");
+    match provider.tenants.iter().find(|t| !guid.is_match(t)) {
+        Some(tenant) => Err(invalid(
+            key,
+            format!("`{tenant}` is not a tenant id"),
+            "use the Directory (tenant) ID GUID in lowercase, not a domain name",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.user_pool_id");
+    let pool = regex::Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$").expect("static regex");
+    match &provider.user_pool_id {
+        Some(id) if pool.is_match(id) => Ok(()),
+        Some(id) => Err(invalid(
+            key,
+            format!("`{id}` is not a user pool id"),
+            "write REGION_ID, e.g. eu-west-1_AbCdEf123",
+        )),
+        None => Err(invalid(
+            key,
+            "is required for kind = \"cognito\"",
+            "set user_pool_id = \"REGION_ID\"",
+        )),
+    }
+}
+
+fn validate_role_arn(key: &str, arn: &str) -> Result<(), ConfigError> {
+    let role =
+        regex::Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$").expect("static regex");
+    if role.is_match(arn) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{arn}` is not an IAM role ARN"),
+            "write arn:aws:iam::ACCOUNT:role/NAME",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = "[identity_pool]\nid = \"us-east-1:00000000-0000-0000-0000-000000000000\"\n";
+
+    fn error_for(extra: &str) -> String {
+        Config::from_toml(&format!("{POOL}{extra}"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let config = Config::from_toml(&format!(
+            "allowed_origins = [\"http://127.0.0.1:8787\"]\n{POOL}region = \"us-east-1\"\n\
+             [providers.corp]\nkind = \"microsoft\"\naudiences = [\"app\"]\n\
+             tenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\nrequire = [\"groups:admins\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.identity_pool.region(), "us-east-1");
+        assert_eq!(config.providers["corp"].kind, ProviderKind::Microsoft);
+        assert_eq!(config.limits.max_token_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn region_defaults_to_the_pool_id_prefix() {
+        let config = Config::from_toml(POOL).unwrap();
+        assert_eq!(config.identity_pool.region(), "us-east-1");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let message = error_for("[providers.g]\nkind = \"google\"\naudience = [\"x\"]\n");
+        assert!(message.contains("audience"), "{message}");
+    }
+
+    #[test]
+    fn bad_pool_id_names_the_key() {
+        let message = Config::from_toml("[identity_pool]\nid = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("identity_pool.id") && message.contains("fix:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn empty_audiences_are_rejected() {
+        let message = error_for("[providers.g]\nkind = \"google\"\n");
+        assert!(message.contains("providers.g.audiences"), "{message}");
+    }
+
+    #[test]
+    fn microsoft_needs_tenants_or_any_tenant_but_not_both() {
+        let none = error_for("[providers.m]\nkind = \"microsoft\"\naudiences = [\"a\"]\n");
+        assert!(none.contains("providers.m.tenants"), "{none}");
+        let both = error_for(
+            "[providers.m]\nkind = \"microsoft\"\naudiences = [\"a\"]\nany_tenant = true\n\
+             tenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\n",
+        );
+        assert!(both.contains("any_tenant"), "{both}");
+        let domain = error_for(
+            "[providers.m]\nkind = \"microsoft\"\naudiences = [\"a\"]\ntenants = [\"contoso.com\"]\n",
+        );
+        assert!(domain.contains("not a tenant id"), "{domain}");
+    }
+
+    #[test]
+    fn fields_of_another_kind_are_rejected() {
+        let message = error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\ntenants = [\"x\"]\n");
+        assert!(
+            message.contains("providers.g.tenants") && message.contains("microsoft"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        let remote = error_for(
+            "[providers.o]\nkind = \"oidc\"\naudiences = [\"a\"]\nissuer = \"http://idp.example.com\"\n",
+        );
+        assert!(remote.contains("providers.o.issuer"), "{remote}");
+        Config::from_toml(&format!(
+            "{POOL}[providers.o]\nkind = \"oidc\"\naudiences = [\"a\"]\nissuer = \"http://127.0.0.1:9000\"\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn origins_must_be_bare() {
+        let message = Config::from_toml(&format!(
+            "allowed_origins = [\"https://a.example.com/app\"]\n{POOL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("allowed_origins[0]"), "{message}");
+    }
+
+    #[test]
+    fn the_dev_name_is_reserved() {
+        let message = error_for("[providers.dev]\nkind = \"google\"\naudiences = [\"a\"]\n");
+        assert!(message.contains("reserved"), "{message}");
+    }
+
+    #[test]
+    fn role_arns_are_checked() {
+        let message =
+            error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\nrole_arn = \"admin\"\n");
+        assert!(message.contains("not an IAM role ARN"), "{message}");
+    }
+
+    #[test]
+    fn bad_rules_fail_at_start() {
+        let message =
+            error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\nrequire = [\"hd~(\"]\n");
+        assert!(message.contains("require"), "{message}");
+    }
+
+    #[test]
+    fn cognito_needs_a_user_pool_id() {
+        let message = error_for("[providers.c]\nkind = \"cognito\"\naudiences = [\"a\"]\n");
+        assert!(message.contains("user_pool_id"), "{message}");
+    }
+}

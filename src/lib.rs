@@ -1,0 +1,36 @@
+//! # credbroker
+//!
+//! A credential broker for AWS: a browser user signs in with an OpenID Connect provider (Google,
+//! Microsoft Entra ID, Salesforce, a Cognito user pool or any OpenID issuer); credbroker verifies
+//! the ID token itself, applies claim rules, and exchanges the token for temporary AWS credentials
+//! through a Cognito identity pool (`GetId` + `GetCredentialsForIdentity`).
+//!
+//! The same [`api::router`] runs in AWS Lambda (`src/bin/credbroker-signin.rs`, through
+//! `lambda_http`) and locally (`credbroker serve`, `credbroker dev`).
+//!
+//! # Layout
+//!
+//! - [`config`]: the one typed [`config::Config`], parsed and validated once at start-up.
+//! - [`provider`]: provider kinds and what each one means for issuer, audience and Logins key.
+//! - [`discovery`]: OpenID discovery documents (`/.well-known/openid-configuration`).
+//! - [`jwks`]: JSON Web Keys, the per-issuer key cache, and signing keys for the dev provider.
+//! - [`token`]: strict ID-token parsing and the standard claim checks.
+//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
+//! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
+//! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
+//! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
+//! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider, local identity pool,
+//!   SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod jwks;
+pub mod local;
+pub mod pool;
+pub mod provider;
+pub mod rules;
+pub mod token;
