@@ -1,1 +1,373 @@
-//! api (being written by the lead).
+//! The HTTP API, one axum [`Router`] for Lambda (`lambda_http`) and local servers alike.
+//!
+//! - `POST /auth/signin/{provider}`: `{"id_token": "..."}` (JSON or form) → credentials.
+//! - `GET /auth/config`: what a browser client needs to start a sign-in.
+//!
+//! CORS is an allowlist: a request carrying an `Origin` that is not listed is refused outright
+//! (403 `origin_not_allowed`), preflights of listed origins are answered here, and every
+//! response to a listed origin — errors included — carries the CORS headers, so browsers show
+//! the real error instead of an opaque CORS failure.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use crate::broker::{Broker, SignIn};
+use crate::error::ApiError;
+use crate::provider::ClientEndpoints;
+use crate::token::Claims;
+
+/// How long browsers may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE: &str = "600";
+/// Headers a browser may send cross-origin: the sign-in body type, and SigV4's own headers for
+/// signed calls to routes behind the same CORS policy.
+const ALLOWED_REQUEST_HEADERS: &str =
+    "authorization, content-type, x-amz-date, x-amz-security-token, x-amz-content-sha256, x-amz-user-agent";
+/// Response headers a cross-origin script may read.
+const EXPOSED_HEADERS: &str = "date, retry-after, www-authenticate";
+
+/// The API as a whole application: the routes, problem+json answers for unknown paths and
+/// methods, and the CORS allowlist around all of it. This is what the Lambda binary and
+/// `credbroker serve` run.
+pub fn router(broker: Arc<Broker>) -> Router {
+    let origins = CorsOrigins(Arc::new(broker.allowed_origins().to_vec()));
+    with_cors(
+        routes(broker)
+            .fallback(|| async { ApiError::NotFound })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
+        origins,
+    )
+}
+
+/// Just the `/auth/*` routes with their body limit, for merging into a larger router (the dev
+/// stack) that brings its own fallback and wraps the whole in [`with_cors`].
+pub fn routes(broker: Arc<Broker>) -> Router {
+    let body_limit = broker.limits().max_body_bytes;
+    Router::new()
+        .route("/auth/signin/{provider}", post(sign_in))
+        .route("/auth/config", get(client_config))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(broker)
+}
+
+/// Wraps a finished router in the CORS allowlist. It must be the outermost layer: preflights
+/// have to be answered before routing, which would call them 405.
+pub fn with_cors(router: Router, origins: CorsOrigins) -> Router {
+    router.layer(middleware::from_fn_with_state(origins, cors))
+}
+
+/// The browser origins a CORS layer lets through.
+#[derive(Debug, Clone)]
+pub struct CorsOrigins(pub Arc<Vec<String>>);
+
+/// The CORS allowlist as middleware.
+async fn cors(State(origins): State<CorsOrigins>, request: Request, next: Next) -> Response {
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+        return next.run(request).await;
+    };
+    let listed = origin
+        .to_str()
+        .is_ok_and(|origin| origins.0.iter().any(|allowed| allowed == origin));
+    if !listed {
+        let shown = String::from_utf8_lossy(origin.as_bytes())
+            .chars()
+            .take(100)
+            .collect();
+        return ApiError::OriginNotAllowed(shown).into_response();
+    }
+    let is_preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if is_preflight {
+        preflight_answer()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED_HEADERS),
+    );
+    response
+}
+
+fn preflight_answer() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_REQUEST_HEADERS),
+            (header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE),
+        ],
+    )
+        .into_response()
+}
+
+/// The sign-in request body.
+#[derive(Debug, Deserialize)]
+struct SignInRequest {
+    id_token: String,
+}
+
+/// The sign-in answer (camelCase, like the AWS SDKs' credential objects).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignInResponse {
+    identity_id: String,
+    provider: String,
+    subject: String,
+    credentials: CredentialsBody,
+    claims: Claims,
+    server_time: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CredentialsBody {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+}
+
+async fn sign_in(
+    State(broker): State<Arc<Broker>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| body_error(rejection, broker.limits().max_body_bytes))?;
+    let id_token = id_token_from(&headers, &body)?;
+    let signed_in = broker.sign_in(&provider, &id_token).await?;
+    let mut response = Json(sign_in_body(signed_in)).into_response();
+    // Credentials must never be stored by a browser or an intermediary cache.
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::BodyTooLarge(limit)
+    } else {
+        ApiError::BadRequest {
+            code: "malformed_request",
+            detail: "the request body could not be read".into(),
+        }
+    }
+}
+
+/// The `id_token` from a JSON or urlencoded body.
+fn id_token_from(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let token = match media_type.as_str() {
+        "application/json" => {
+            serde_json::from_slice::<SignInRequest>(body)
+                .map_err(|e| ApiError::BadRequest {
+                    code: "malformed_request",
+                    detail: format!(
+                        "the body is not a JSON object with a string `id_token`: {}",
+                        e.classify_name()
+                    ),
+                })?
+                .id_token
+        }
+        "application/x-www-form-urlencoded" => form_id_token(body)?,
+        _ => {
+            let shown = content_type.chars().take(100).collect();
+            return Err(ApiError::UnsupportedMediaType(shown));
+        }
+    };
+    if token.is_empty() {
+        return Err(missing_id_token());
+    }
+    Ok(token)
+}
+
+fn form_id_token(body: &[u8]) -> Result<String, ApiError> {
+    let mut tokens = url::form_urlencoded::parse(body).filter(|(key, _)| key == "id_token");
+    let token = tokens.next().ok_or_else(missing_id_token)?.1.into_owned();
+    if tokens.next().is_some() {
+        return Err(ApiError::BadRequest {
+            code: "malformed_request",
+            detail: "the form carries `id_token` more than once".into(),
+        });
+    }
+    Ok(token)
+}
+
+fn missing_id_token() -> ApiError {
+    ApiError::BadRequest {
+        code: "missing_id_token",
+        detail: "the body has no `id_token`".into(),
+    }
+}
+
+/// Names a serde_json error's category without echoing any of the input.
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "invalid JSON syntax",
+            serde_json::error::Category::Data => "wrong shape or missing `id_token`",
+            serde_json::error::Category::Eof => "unexpected end of input",
+        }
+    }
+}
+
+fn sign_in_body(signed_in: SignIn) -> SignInResponse {
+    let credentials = signed_in.credentials;
+    SignInResponse {
+        identity_id: signed_in.identity_id,
+        provider: signed_in.provider,
+        subject: signed_in.subject,
+        credentials: CredentialsBody {
+            access_key_id: credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key,
+            session_token: credentials.session_token,
+            expiration: rfc3339(credentials.expiration),
+        },
+        claims: signed_in.claims,
+        server_time: rfc3339(SystemTime::now()),
+    }
+}
+
+/// A time in RFC 3339, UTC, whole seconds.
+pub fn rfc3339(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `GET /auth/config`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientConfig {
+    region: String,
+    providers: Vec<ClientProvider>,
+    signin_path: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientProvider {
+    name: String,
+    kind: &'static str,
+    client_ids: Vec<String>,
+    #[serde(flatten)]
+    endpoints: ClientEndpoints,
+}
+
+async fn client_config(State(broker): State<Arc<Broker>>) -> Response {
+    let mut providers = Vec::new();
+    for provider in broker.providers() {
+        providers.push(ClientProvider {
+            name: provider.name().to_string(),
+            kind: provider.kind().name(),
+            client_ids: provider.audiences().to_vec(),
+            endpoints: provider.client_endpoints().await,
+        });
+    }
+    let body = ClientConfig {
+        region: broker.region().to_string(),
+        providers,
+        signin_path: "/auth/signin/{provider}",
+    };
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        headers
+    }
+
+    #[test]
+    fn id_token_from_json_and_form() {
+        let json = id_token_from(
+            &json_headers("application/json; charset=utf-8"),
+            br#"{"id_token":"a.b.c"}"#,
+        );
+        assert_eq!(json.unwrap(), "a.b.c");
+        let form = id_token_from(
+            &json_headers("application/x-www-form-urlencoded"),
+            b"id_token=a.b.c&x=1",
+        );
+        assert_eq!(form.unwrap(), "a.b.c");
+    }
+
+    #[test]
+    fn id_token_errors_have_specific_codes() {
+        let code = |content_type: &str, body: &[u8]| {
+            id_token_from(&json_headers(content_type), body)
+                .unwrap_err()
+                .code()
+        };
+        assert_eq!(code("application/json", b"{"), "malformed_request");
+        assert_eq!(code("application/json", b"{}"), "malformed_request");
+        assert_eq!(
+            code("application/json", br#"{"id_token":""}"#),
+            "missing_id_token"
+        );
+        assert_eq!(
+            code("application/x-www-form-urlencoded", b"x=1"),
+            "missing_id_token"
+        );
+        assert_eq!(
+            code("application/x-www-form-urlencoded", b"id_token=a&id_token=b"),
+            "malformed_request"
+        );
+        assert_eq!(code("text/plain", b"a.b.c"), "unsupported_media_type");
+    }
+
+    #[test]
+    fn malformed_json_errors_do_not_echo_the_body() {
+        let error = id_token_from(
+            &json_headers("application/json"),
+            br#"{"id_token": secret-looking"#,
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn rfc3339_is_utc_whole_seconds() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(at), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,1 +1,169 @@
-//! broker (being written by the lead).
+//! One sign-in, start to end: find the provider, verify the token, apply the claim rules, and
+//! exchange the token at the identity pool (`GetId`, then `GetCredentialsForIdentity`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, ConfigError, Limits};
+use crate::error::ApiError;
+use crate::jwks::JwksPolicy;
+use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
+use crate::provider::Provider;
+use crate::token::Claims;
+
+/// Connect timeout for every IdP fetch; the per-request timeout comes from the JWKS policy.
+const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The Cognito identity id.
+    pub identity_id: String,
+    /// The provider's configured name.
+    pub provider: String,
+    /// The user's subject at the provider.
+    pub subject: String,
+    /// The temporary credentials.
+    pub credentials: AwsCredentials,
+    /// The claims the provider is configured to expose.
+    pub claims: Claims,
+}
+
+/// The sign-in service: providers, their key caches, and the identity pool.
+pub struct Broker {
+    providers: BTreeMap<String, Arc<Provider>>,
+    pool: Arc<dyn IdentityPool>,
+    region: String,
+    allowed_origins: Vec<String>,
+    limits: Limits,
+    http: reqwest::Client,
+    policy: JwksPolicy,
+}
+
+impl Broker {
+    /// A broker for `config` that exchanges tokens at Cognito (or the configured endpoint).
+    pub async fn from_config(config: &Config) -> Result<Broker, ConfigError> {
+        let pool = CognitoPool::new(&config.identity_pool).await;
+        Broker::new(config, Arc::new(pool))
+    }
+
+    /// A broker for `config` that exchanges tokens at `pool`.
+    pub fn new(config: &Config, pool: Arc<dyn IdentityPool>) -> Result<Broker, ConfigError> {
+        let http = idp_client().map_err(|e| ConfigError::Invalid {
+            key: "jwks".into(),
+            problem: format!("cannot build an HTTP client: {e}"),
+            fix: "check the system's TLS configuration".into(),
+        })?;
+        let policy = JwksPolicy::from(&config.jwks);
+        let providers = config
+            .providers
+            .iter()
+            .map(|(name, provider)| {
+                let built =
+                    Provider::from_config(name, provider, &config.limits, http.clone(), policy.clone());
+                (name.clone(), Arc::new(built))
+            })
+            .collect();
+        Ok(Broker {
+            providers,
+            pool,
+            region: config.identity_pool.region().to_string(),
+            allowed_origins: config.allowed_origins.clone(),
+            limits: config.limits.clone(),
+            http,
+            policy,
+        })
+    }
+
+    /// Adds a provider built outside the configuration (the dev stack's dev provider).
+    pub(crate) fn add_provider(&mut self, provider: Provider) {
+        self.providers
+            .insert(provider.name().to_string(), Arc::new(provider));
+    }
+
+    /// The HTTP client and key policy providers share (for providers added later).
+    pub(crate) fn idp_parts(&self) -> (reqwest::Client, JwksPolicy) {
+        (self.http.clone(), self.policy.clone())
+    }
+
+    /// The identity pool's region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Browser origins allowed to call the API.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
+    /// Allows one more browser origin (the dev stack's own).
+    pub(crate) fn allow_origin(&mut self, origin: String) {
+        if !self.allowed_origins.contains(&origin) {
+            self.allowed_origins.push(origin);
+        }
+    }
+
+    /// The size and clock limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The providers, by name.
+    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.values().map(Arc::as_ref)
+    }
+
+    /// Verifies `id_token` for `provider_name` and exchanges it for credentials.
+    pub async fn sign_in(&self, provider_name: &str, id_token: &str) -> Result<SignIn, ApiError> {
+        let provider = self
+            .providers
+            .get(provider_name)
+            .ok_or_else(|| ApiError::UnknownProvider(truncate(provider_name, 64)))?;
+        let verified = provider.verify(id_token, SystemTime::now()).await?;
+        if let Some(rule) = provider.unmet_rule(&verified.claims) {
+            return Err(ApiError::RuleDenied(rule.to_string()));
+        }
+        let role_arn = provider.role_for(&verified.claims);
+        let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
+        let identity_id = self.pool.get_id(&logins).await?;
+        let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await?;
+        tracing::info!(provider = provider_name, %identity_id, "signed in");
+        Ok(SignIn {
+            identity_id,
+            provider: provider_name.to_string(),
+            subject: verified.subject,
+            claims: provider.exposed_claims(&verified.claims),
+            credentials,
+        })
+    }
+}
+
+/// The client for discovery and JWKS fetches. Redirects are not followed: an IdP's key endpoint
+/// that redirects elsewhere is a misconfiguration to surface, not a hop to trust.
+fn idp_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(IDP_CONNECT_TIMEOUT)
+        .user_agent(concat!("credbroker/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Caller-supplied text shortened for messages, so a huge path segment can't bloat a response.
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(truncate("corp", 64), "corp");
+        assert_eq!(truncate("ééééé", 2), "éé…");
+    }
+}

@@ -433,13 +433,11 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
         ));
     }
     check_kind_only(name, provider)?;
-    for (index, arn) in provider
-        .role_arn
-        .iter()
-        .chain(provider.roles.iter().map(|r| &r.role_arn))
-        .enumerate()
-    {
-        validate_role_arn(&key(&format!("role_arn#{index}")), arn)?;
+    if let Some(arn) = &provider.role_arn {
+        validate_role_arn(&key("role_arn"), arn)?;
+    }
+    for (index, role) in provider.roles.iter().enumerate() {
+        validate_role_arn(&key(&format!("roles[{index}].role_arn")), &role.role_arn)?;
     }
     for claim in &provider.claims {
         if NEVER_EXPOSED_CLAIMS.contains(&claim.as_str()) {
@@ -554,9 +552,10 @@ fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), Confi
 }
 
 fn validate_role_arn(key: &str, arn: &str) -> Result<(), ConfigError> {
+    // IAM role paths and names are ASCII, at most 512 + 64 characters.
     let role =
-        regex::Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$").expect("static regex");
-    if role.is_match(arn) {
+        regex::Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$").expect("static regex");
+    if arn.len() <= 640 && role.is_match(arn) {
         Ok(())
     } else {
         Err(invalid(
@@ -677,7 +676,20 @@ mod tests {
     fn role_arns_are_checked() {
         let message =
             error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\nrole_arn = \"admin\"\n");
-        assert!(message.contains("not an IAM role ARN"), "{message}");
+        assert!(
+            message.contains("providers.g.role_arn") && message.contains("not an IAM role ARN"),
+            "{message}"
+        );
+        let in_roles = error_for(
+            "[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\n\
+             roles = [{ when = \"hd:x\", role_arn = \"arn:aws:iam::123:role/short-account\" }]\n",
+        );
+        assert!(in_roles.contains("providers.g.roles[0].role_arn"), "{in_roles}");
+        Config::from_toml(&format!(
+            "{POOL}[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\n\
+             role_arn = \"arn:aws:iam::123456789012:role/path/credbroker-user\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

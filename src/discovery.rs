@@ -2,11 +2,19 @@
 //!
 //! OWNER: helper "token+jwks". Contract (keep these signatures).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde_json::Value;
+use tokio::time::Instant;
 use url::Url;
 
-use crate::jwks::{JwksPolicy, KeyError};
+use crate::config::is_acceptable_url;
+use crate::jwks::{FetchGate, JwksPolicy, KeyError, fetch_document, lock};
+use crate::token::quote_untrusted;
+
+/// The path of the metadata document under the issuer (Discovery §4).
+const WELL_KNOWN_PATH: &str = "/.well-known/openid-configuration";
 
 /// The parts of a provider's metadata credbroker uses.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -25,17 +33,308 @@ pub struct ProviderMetadata {
 /// sooner than the policy's cooldown, so a down IdP is not hammered.
 #[derive(Debug)]
 pub struct MetadataCache {
-    _todo: (),
+    client: reqwest::Client,
+    issuer: Url,
+    policy: JwksPolicy,
+    state: Mutex<MetadataState>,
+    gate: FetchGate,
+}
+
+#[derive(Debug, Default)]
+struct MetadataState {
+    metadata: Option<Arc<ProviderMetadata>>,
+    /// When the last failed fetch started, and why it failed.
+    failure: Option<(Instant, String)>,
+}
+
+impl MetadataState {
+    fn answer(&self) -> Result<Arc<ProviderMetadata>, KeyError> {
+        match (&self.metadata, &self.failure) {
+            (Some(metadata), _) => Ok(Arc::clone(metadata)),
+            (None, Some((_, reason))) => Err(KeyError::Unavailable(reason.clone())),
+            (None, None) => Err(KeyError::Unavailable("provider metadata not fetched yet".into())),
+        }
+    }
+
+    fn needs_fetch(&self, now: Instant, cooldown: Duration) -> bool {
+        self.metadata.is_none()
+            && self
+                .failure
+                .as_ref()
+                .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= cooldown)
+    }
 }
 
 impl MetadataCache {
     /// A cache for `issuer`'s `/.well-known/openid-configuration`.
-    pub fn new(_client: reqwest::Client, _issuer: Url, _policy: JwksPolicy) -> MetadataCache {
-        todo!()
+    pub fn new(client: reqwest::Client, issuer: Url, policy: JwksPolicy) -> MetadataCache {
+        MetadataCache {
+            client,
+            issuer,
+            policy,
+            state: Mutex::default(),
+            gate: FetchGate::default(),
+        }
     }
 
     /// The metadata, fetching it when not yet known.
     pub async fn get(&self) -> Result<Arc<ProviderMetadata>, KeyError> {
-        todo!()
+        self.get_at(Instant::now()).await
+    }
+
+    /// [`MetadataCache::get`] as if the clock read `now` (tests move the clock without sleeping).
+    async fn get_at(&self, now: Instant) -> Result<Arc<ProviderMetadata>, KeyError> {
+        let ticket = self.gate.ticket();
+        {
+            let state = lock(&self.state);
+            if !state.needs_fetch(now, self.policy.cooldown) {
+                return state.answer();
+            }
+        }
+        self.gate.run(ticket, self.fetch(now)).await;
+        lock(&self.state).answer()
+    }
+
+    async fn fetch(&self, started: Instant) {
+        let outcome = match self.document_url() {
+            Ok(url) => match fetch_document(&self.client, &url, &self.policy).await {
+                Ok(document) => parse_metadata(&document.body, &self.issuer)
+                    .map_err(|problem| format!("{url}: {problem}")),
+                Err(reason) => Err(reason),
+            },
+            Err(reason) => Err(reason),
+        };
+        let mut state = lock(&self.state);
+        match outcome {
+            Ok(metadata) => state.metadata = Some(Arc::new(metadata)),
+            Err(reason) => {
+                tracing::warn!(%reason, "OpenID discovery failed");
+                state.failure = Some((started, reason));
+            }
+        }
+    }
+
+    /// `{issuer without trailing slash}/.well-known/openid-configuration` (Discovery §4.1).
+    fn document_url(&self) -> Result<Url, String> {
+        let base = self.issuer.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{WELL_KNOWN_PATH}"))
+            .map_err(|e| format!("cannot build the discovery URL for {}: {e}", self.issuer))
+    }
+}
+
+/// The forms the configured issuer may take in a document: `Url` adds a `/` to an empty path,
+/// and issuers such as `https://accounts.google.com` are written without it.
+fn issuer_matches(configured: &Url, found: &str) -> bool {
+    let configured = configured.as_str();
+    found == configured || (found.len() + 1 == configured.len() && format!("{found}/") == configured)
+}
+
+/// Reads and checks a metadata document.
+fn parse_metadata(body: &[u8], issuer: &Url) -> Result<ProviderMetadata, String> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the metadata is not JSON: {e}"))?;
+    let Value::Object(members) = document else {
+        return Err("the metadata is not a JSON object".into());
+    };
+    // Discovery §4.3: the issuer in the document MUST be identical to the one discovery was
+    // made for; otherwise another tenant's or host's keys could be substituted.
+    let found = members
+        .get("issuer")
+        .and_then(Value::as_str)
+        .ok_or("the metadata has no `issuer`")?;
+    if !issuer_matches(issuer, found) {
+        return Err(format!(
+            "the metadata names issuer `{}`, expected `{issuer}`",
+            quote_untrusted(found)
+        ));
+    }
+    let jwks_uri = members
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("the metadata has no `jwks_uri`")?;
+    let jwks_uri = Url::parse(jwks_uri)
+        .ok()
+        .filter(is_acceptable_url)
+        .ok_or_else(|| {
+            format!(
+                "jwks_uri `{}` is not an https (or loopback http) URL",
+                quote_untrusted(jwks_uri)
+            )
+        })?;
+    Ok(ProviderMetadata {
+        issuer: found.to_string(),
+        jwks_uri,
+        authorization_endpoint: optional_endpoint(&members, "authorization_endpoint"),
+        token_endpoint: optional_endpoint(&members, "token_endpoint"),
+    })
+}
+
+/// An endpoint credbroker only passes on: kept when it is an acceptable URL, dropped otherwise.
+fn optional_endpoint(members: &serde_json::Map<String, Value>, name: &str) -> Option<Url> {
+    members
+        .get(name)
+        .and_then(Value::as_str)
+        .and_then(|text| Url::parse(text).ok())
+        .filter(is_acceptable_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::jwks::test_idp::{Reply, TestIdp};
+
+    fn policy() -> JwksPolicy {
+        JwksPolicy {
+            cooldown: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            min_max_age: Duration::from_secs(60),
+            max_max_age: Duration::from_secs(3600),
+            max_document_bytes: 16 * 1024,
+        }
+    }
+
+    fn document(issuer: &str, jwks_uri: &str) -> Reply {
+        Reply::json(
+            json!({
+                "issuer": issuer,
+                "jwks_uri": jwks_uri,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": "http://idp.example.com/token",
+                "response_types_supported": ["code"],
+            })
+            .to_string(),
+        )
+    }
+
+    /// A test IdP whose document names it as issuer: `http://127.0.0.1:PORT` + `path`.
+    async fn idp_serving_itself(path: &str) -> (TestIdp, Url) {
+        let idp = TestIdp::start(Reply::Status(500)).await;
+        let issuer = idp.url(path);
+        let name = issuer.as_str().trim_end_matches('/').to_string();
+        idp.set(document(&name, &format!("{name}/jwks")));
+        (idp, issuer)
+    }
+
+    fn unavailable(result: Result<Arc<ProviderMetadata>, KeyError>) -> String {
+        match result {
+            Err(KeyError::Unavailable(reason)) => reason,
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_is_fetched_once_and_kept() {
+        let (idp, issuer) = idp_serving_itself("/").await;
+        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let metadata = cache.get().await.unwrap();
+        // The document writes the issuer without the slash `Url` adds to an empty path.
+        assert_eq!(metadata.issuer, issuer.as_str().trim_end_matches('/'));
+        assert_eq!(metadata.jwks_uri, issuer.join("jwks").unwrap());
+        assert_eq!(
+            metadata.authorization_endpoint,
+            Some(issuer.join("authorize").unwrap())
+        );
+        assert_eq!(
+            metadata.token_endpoint, None,
+            "plain http off loopback is dropped"
+        );
+        let later = cache
+            .get_at(Instant::now() + Duration::from_secs(1_000_000))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&metadata, &later));
+        assert_eq!(idp.hits(), 1);
+        assert_eq!(idp.paths(), vec!["/.well-known/openid-configuration"]);
+    }
+
+    #[tokio::test]
+    async fn issuers_with_paths_are_discovered_under_their_path() {
+        let (idp, issuer) = idp_serving_itself("/tenant/v2.0").await;
+        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        assert_eq!(cache.get().await.unwrap().issuer, issuer.as_str());
+        assert_eq!(idp.paths(), vec!["/tenant/v2.0/.well-known/openid-configuration"]);
+    }
+
+    #[tokio::test]
+    async fn the_document_must_name_the_configured_issuer() {
+        let idp = TestIdp::start(Reply::Status(500)).await;
+        let issuer = idp.url("/");
+        for found in [
+            "https://evil.example".to_string(),
+            format!("{issuer}other"),
+            format!("{issuer}/"),
+            issuer.as_str().to_uppercase(),
+        ] {
+            idp.set(document(&found, &format!("{issuer}jwks")));
+            let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+            let reason = unavailable(cache.get().await);
+            assert!(reason.contains("expected"), "{found}: {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn jwks_uri_is_required_and_must_be_acceptable() {
+        let idp = TestIdp::start(Reply::Status(500)).await;
+        let issuer = idp.url("/");
+        let name = issuer.as_str().trim_end_matches('/');
+        for (jwks_uri, problem) in [
+            (json!(null), "no `jwks_uri`"),
+            (json!("http://keys.example.com/jwks"), "not an https"),
+            (json!("not a url"), "not an https"),
+        ] {
+            idp.set(Reply::json(
+                json!({"issuer": name, "jwks_uri": jwks_uri}).to_string(),
+            ));
+            let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+            let reason = unavailable(cache.get().await);
+            assert!(reason.contains(problem), "{jwks_uri}: {reason}");
+        }
+        idp.set(Reply::json("[1, 2]"));
+        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        assert!(unavailable(cache.get().await).contains("not a JSON object"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_not_retried_before_the_cooldown() {
+        let (idp, issuer) = idp_serving_itself("/").await;
+        idp.set(Reply::Status(503));
+        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let t0 = Instant::now();
+        assert!(unavailable(cache.get_at(t0).await).contains("HTTP 503"));
+        assert!(unavailable(cache.get_at(t0 + Duration::from_secs(59)).await).contains("HTTP 503"));
+        assert_eq!(idp.hits(), 1);
+        let name = issuer.as_str().trim_end_matches('/');
+        idp.set(document(name, &format!("{name}/jwks")));
+        assert!(cache.get_at(t0 + Duration::from_secs(60)).await.is_ok());
+        assert_eq!(idp.hits(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_gets_share_one_fetch() {
+        let (idp, issuer) = idp_serving_itself("/").await;
+        let cache = Arc::new(MetadataCache::new(reqwest::Client::new(), issuer, policy()));
+        let gets: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = Arc::clone(&cache);
+                tokio::spawn(async move { cache.get().await.map(|metadata| metadata.jwks_uri.clone()) })
+            })
+            .collect();
+        for get in gets {
+            assert!(get.await.unwrap().is_ok());
+        }
+        assert_eq!(idp.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_idp_times_out() {
+        let idp = TestIdp::start(Reply::Slow).await;
+        let policy = JwksPolicy {
+            timeout: Duration::from_millis(300),
+            ..policy()
+        };
+        let cache = MetadataCache::new(reqwest::Client::new(), idp.url("/"), policy);
+        assert!(unavailable(cache.get().await).contains("timed out"));
     }
 }

@@ -19,12 +19,14 @@
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
+//! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider, local identity pool,
 //!   SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod error;

@@ -1,1 +1,647 @@
-//! provider (being written by the lead).
+//! Sign-in providers: what each kind means for the accepted issuer, where its keys live, which
+//! extra checks its tokens get, and which Logins key Cognito knows it by.
+//!
+//! A [`Provider`] is built once from its [`ProviderConfig`]; [`Provider::verify`] then takes a raw
+//! ID token through every check in the order that never trusts unverified data further than
+//! needed: the issuer is checked *before* keys are fetched (so a token naming an arbitrary issuer
+//! never makes the broker fetch anything), the signature before any claim is believed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::config::{Limits, ProviderConfig, ProviderKind, RoleRule};
+use crate::discovery::{MetadataCache, ProviderMetadata};
+use crate::jwks::{JwksCache, JwksPolicy, KeyError, VerifyingKey};
+use crate::rules::Rule;
+use crate::token::{self, Claims, TokenError, UnverifiedToken};
+
+const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+const GOOGLE_LOGINS_KEY: &str = "accounts.google.com";
+const GOOGLE_JWKS: &str = "https://www.googleapis.com/oauth2/v3/certs";
+const GOOGLE_AUTHORIZE: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
+const MICROSOFT_HOST: &str = "https://login.microsoftonline.com";
+const MICROSOFT_JWKS: &str = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+const SALESFORCE_ISSUERS: [&str; 2] = ["https://login.salesforce.com", "https://test.salesforce.com"];
+
+/// A provider's kind as shown to clients: a configured kind, or the dev provider of
+/// `credbroker dev` (which no configuration can name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One of the configurable kinds.
+    Configured(ProviderKind),
+    /// The dev stack's own OpenID provider.
+    Dev,
+}
+
+impl Kind {
+    /// The kind's name in `/auth/config`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Configured(kind) => kind.name(),
+            Kind::Dev => "dev",
+        }
+    }
+}
+
+/// How the `iss` claim is judged.
+#[derive(Debug)]
+enum IssuerPolicy {
+    /// One of these exact strings.
+    OneOf(Vec<String>),
+    /// `https://login.microsoftonline.com/{tid}/v2.0` with `tid` equal to the token's own `tid`
+    /// and, unless `None`, in the allowlist.
+    Microsoft { tenants: Option<Vec<String>> },
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Debug)]
+enum KeySource {
+    /// One JWKS for every accepted issuer (Google, Microsoft's common keys, an override).
+    Fixed(Arc<JwksCache>),
+    /// A JWKS per accepted issuer at `{issuer}{suffix}` (Salesforce My Domain hosts, Cognito).
+    PerIssuer {
+        suffix: &'static str,
+        caches: Mutex<HashMap<String, Arc<JwksCache>>>,
+    },
+    /// The `jwks_uri` of the issuer's discovery document (any OpenID issuer).
+    Discovered(OnceCell<Arc<JwksCache>>),
+}
+
+/// Endpoints published to browser clients in `/auth/config`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientEndpoints {
+    /// The issuer as the client should show it.
+    pub issuer: String,
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: Option<String>,
+    /// Where a public client exchanges its code.
+    pub token_endpoint: Option<String>,
+    /// Whether the provider lets a browser app exchange a code without a client secret (PKCE).
+    pub public_client: bool,
+}
+
+/// A token that passed every check of its provider.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The provider's configured name.
+    pub provider: String,
+    /// The `iss` claim.
+    pub issuer: String,
+    /// The key of this token in Cognito's `Logins` map.
+    pub logins_key: String,
+    /// Who the user is for this provider (Microsoft: `tid/oid`; others: `sub`).
+    pub subject: String,
+    /// The verified claims, plus claims derived from them (Salesforce `organization_id`).
+    pub claims: Claims,
+}
+
+/// One configured provider.
+#[derive(Debug)]
+pub struct Provider {
+    name: String,
+    kind: Kind,
+    audiences: Vec<String>,
+    issuers: IssuerPolicy,
+    keys: KeySource,
+    require: Vec<Rule>,
+    role_arn: Option<String>,
+    roles: Vec<RoleRule>,
+    exposed_claims: Vec<String>,
+    hosted_domains: Vec<String>,
+    leeway: Duration,
+    max_token_bytes: usize,
+    /// The discovery document, for kinds whose endpoints are not fixed.
+    metadata: Option<MetadataCache>,
+    http: reqwest::Client,
+    policy: JwksPolicy,
+}
+
+impl Provider {
+    /// Builds a provider from validated configuration.
+    pub fn from_config(
+        name: &str,
+        config: &ProviderConfig,
+        limits: &Limits,
+        http: reqwest::Client,
+        policy: JwksPolicy,
+    ) -> Provider {
+        let (issuers, keys, metadata_issuer) = kind_parts(config, &http, &policy);
+        Provider {
+            name: name.to_string(),
+            kind: Kind::Configured(config.kind),
+            audiences: config.audiences.clone(),
+            issuers,
+            keys,
+            require: config.require.clone(),
+            role_arn: config.role_arn.clone(),
+            roles: config.roles.clone(),
+            exposed_claims: config.claims.clone(),
+            hosted_domains: config.hosted_domains.clone(),
+            leeway: limits.leeway(),
+            max_token_bytes: limits.max_token_bytes,
+            metadata: metadata_issuer.map(|issuer| MetadataCache::new(http.clone(), issuer, policy.clone())),
+            http,
+            policy,
+        }
+    }
+
+    /// The dev provider of `credbroker dev`: an OpenID issuer (plain http on loopback) found through
+    /// discovery, accepting `client_id`. Only the dev stack calls this.
+    pub(crate) fn dev(
+        issuer: Url,
+        client_id: &str,
+        limits: &Limits,
+        http: reqwest::Client,
+        policy: JwksPolicy,
+    ) -> Provider {
+        Provider {
+            name: "dev".to_string(),
+            kind: Kind::Dev,
+            audiences: vec![client_id.to_string()],
+            issuers: IssuerPolicy::OneOf(vec![issuer_string(&issuer)]),
+            keys: KeySource::Discovered(OnceCell::new()),
+            require: Vec::new(),
+            role_arn: None,
+            roles: Vec::new(),
+            exposed_claims: ["email", "name", "groups", "hd", "tid", "organization_id"]
+                .map(String::from)
+                .to_vec(),
+            hosted_domains: Vec::new(),
+            leeway: limits.leeway(),
+            max_token_bytes: limits.max_token_bytes,
+            metadata: Some(MetadataCache::new(http.clone(), issuer, policy.clone())),
+            http,
+            policy,
+        }
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The accepted audiences (client ids).
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// Runs every check on a raw ID token.
+    pub async fn verify(&self, raw: &str, now: SystemTime) -> Result<VerifiedToken, TokenError> {
+        let token = UnverifiedToken::parse(raw, self.max_token_bytes)?;
+        // The issuer decides which keys to fetch, so it is judged before any fetch happens.
+        let issuer = token.issuer()?.to_string();
+        self.check_issuer(&issuer, token.unverified_claims())?;
+        let key = self.key_for(&issuer, token.header().kid.as_deref()).await?;
+        let mut claims = token.verify_signature(&key)?;
+        token::check_times(&claims, now, self.leeway)?;
+        token::check_audience(&claims, &self.audiences)?;
+        token::string_claim(&claims, "sub")?;
+        self.check_kind_claims(&claims)?;
+        let subject = self.subject(&claims)?;
+        add_derived_claims(self.kind, &mut claims);
+        Ok(VerifiedToken {
+            provider: self.name.clone(),
+            logins_key: self.logins_key(&issuer),
+            issuer,
+            subject,
+            claims,
+        })
+    }
+
+    /// The first `require` rule the claims break, if any.
+    pub fn unmet_rule(&self, claims: &Claims) -> Option<&Rule> {
+        crate::rules::first_unmet(&self.require, claims)
+    }
+
+    /// The role to request: the first matching role rule's, else the provider's default.
+    pub fn role_for(&self, claims: &Claims) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|role| role.when.holds(claims))
+            .map(|role| role.role_arn.as_str())
+            .or(self.role_arn.as_deref())
+    }
+
+    /// The configured subset of claims that may be returned to the browser.
+    pub fn exposed_claims(&self, claims: &Claims) -> Claims {
+        self.exposed_claims
+            .iter()
+            .filter_map(|name| claims.get(name).map(|value| (name.clone(), value.clone())))
+            .collect()
+    }
+
+    /// Endpoints for browser clients. Fixed for the big providers; from discovery otherwise
+    /// (`None` fields when discovery is unavailable right now).
+    pub async fn client_endpoints(&self) -> ClientEndpoints {
+        match self.kind {
+            Kind::Configured(ProviderKind::Google) => ClientEndpoints {
+                issuer: GOOGLE_ISSUERS[0].to_string(),
+                authorization_endpoint: Some(GOOGLE_AUTHORIZE.to_string()),
+                token_endpoint: Some(GOOGLE_TOKEN.to_string()),
+                public_client: false,
+            },
+            Kind::Configured(ProviderKind::Microsoft) => self.microsoft_endpoints(),
+            Kind::Configured(ProviderKind::Salesforce) => {
+                let issuer = self.first_issuer();
+                ClientEndpoints {
+                    authorization_endpoint: Some(format!("{issuer}/services/oauth2/authorize")),
+                    token_endpoint: Some(format!("{issuer}/services/oauth2/token")),
+                    issuer,
+                    public_client: true,
+                }
+            }
+            _ => self.discovered_endpoints().await,
+        }
+    }
+
+    fn microsoft_endpoints(&self) -> ClientEndpoints {
+        // A single-tenant app signs in at its tenant; several tenants or any tenant use the
+        // multi-tenant `organizations` authority (work and school accounts only).
+        let tenant = match &self.issuers {
+            IssuerPolicy::Microsoft {
+                tenants: Some(tenants),
+            } if tenants.len() == 1 => tenants[0].clone(),
+            _ => "organizations".to_string(),
+        };
+        ClientEndpoints {
+            issuer: format!("{MICROSOFT_HOST}/{tenant}/v2.0"),
+            authorization_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/authorize")),
+            token_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/token")),
+            public_client: true,
+        }
+    }
+
+    async fn discovered_endpoints(&self) -> ClientEndpoints {
+        let metadata: Option<Arc<ProviderMetadata>> = match &self.metadata {
+            Some(cache) => cache.get().await.ok(),
+            None => None,
+        };
+        ClientEndpoints {
+            issuer: self.first_issuer(),
+            authorization_endpoint: metadata
+                .as_ref()
+                .and_then(|m| m.authorization_endpoint.as_ref().map(Url::to_string)),
+            token_endpoint: metadata
+                .as_ref()
+                .and_then(|m| m.token_endpoint.as_ref().map(Url::to_string)),
+            public_client: true,
+        }
+    }
+
+    fn first_issuer(&self) -> String {
+        match &self.issuers {
+            IssuerPolicy::OneOf(issuers) => issuers.first().cloned().unwrap_or_default(),
+            IssuerPolicy::Microsoft { .. } => self.microsoft_endpoints().issuer,
+        }
+    }
+
+    /// OIDC Core §3.1.3.7 step 2: the issuer must be exactly the provider's.
+    fn check_issuer(&self, issuer: &str, claims: &Claims) -> Result<(), TokenError> {
+        match &self.issuers {
+            IssuerPolicy::OneOf(accepted) if accepted.iter().any(|a| a == issuer) => Ok(()),
+            IssuerPolicy::OneOf(accepted) => Err(TokenError::WrongIssuer {
+                expected: accepted.join(" or "),
+                found: issuer.to_string(),
+            }),
+            IssuerPolicy::Microsoft { tenants } => check_microsoft_issuer(issuer, claims, tenants.as_deref()),
+        }
+    }
+
+    async fn key_for(&self, issuer: &str, kid: Option<&str>) -> Result<Arc<VerifyingKey>, TokenError> {
+        let cache = self.cache_for(issuer).await?;
+        cache.key(kid).await.map_err(|error| match error {
+            KeyError::UnknownKey(kid) => TokenError::UnknownKey(kid),
+            KeyError::Unavailable(reason) => TokenError::KeysUnavailable(reason),
+        })
+    }
+
+    async fn cache_for(&self, issuer: &str) -> Result<Arc<JwksCache>, TokenError> {
+        match &self.keys {
+            KeySource::Fixed(cache) => Ok(cache.clone()),
+            KeySource::PerIssuer { suffix, caches } => Ok(self.per_issuer_cache(issuer, suffix, caches)),
+            KeySource::Discovered(cell) => {
+                let metadata = self.metadata.as_ref().ok_or_else(|| {
+                    TokenError::KeysUnavailable("no discovery configured for this provider".into())
+                })?;
+                cell.get_or_try_init(|| async {
+                    let document = metadata
+                        .get()
+                        .await
+                        .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
+                    Ok::<_, TokenError>(Arc::new(JwksCache::new(
+                        self.http.clone(),
+                        document.jwks_uri.clone(),
+                        self.policy.clone(),
+                    )))
+                })
+                .await
+                .cloned()
+            }
+        }
+    }
+
+    /// One cache per accepted issuer; only issuers that passed [`Self::check_issuer`] get here,
+    /// so the map is bounded by the configured allowlist.
+    fn per_issuer_cache(
+        &self,
+        issuer: &str,
+        suffix: &str,
+        caches: &Mutex<HashMap<String, Arc<JwksCache>>>,
+    ) -> Arc<JwksCache> {
+        let mut caches = caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        caches
+            .entry(issuer.to_string())
+            .or_insert_with(|| {
+                let url = Url::parse(&format!("{}{suffix}", issuer.trim_end_matches('/')))
+                    .expect("accepted issuers are URLs from validated config");
+                Arc::new(JwksCache::new(self.http.clone(), url, self.policy.clone()))
+            })
+            .clone()
+    }
+
+    /// Checks a kind adds on top of the standard ones.
+    fn check_kind_claims(&self, claims: &Claims) -> Result<(), TokenError> {
+        match self.kind {
+            // Cognito user pools also issue access tokens signed by the same keys; only ID
+            // tokens identify a user to the identity pool.
+            Kind::Configured(ProviderKind::Cognito) => {
+                expect_claim(claims, "token_use", "wrong_token_use", &["id"])
+            }
+            Kind::Configured(ProviderKind::Google) if !self.hosted_domains.is_empty() => {
+                let domains: Vec<&str> = self.hosted_domains.iter().map(String::as_str).collect();
+                expect_claim(claims, "hd", "wrong_hosted_domain", &domains)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Who the user is. Microsoft's `sub` is pairwise per application and `email` is mutable
+    /// and unverified, so Entra users are keyed on tenant + object id.
+    fn subject(&self, claims: &Claims) -> Result<String, TokenError> {
+        match self.kind {
+            Kind::Configured(ProviderKind::Microsoft) => {
+                let tid = token::string_claim(claims, "tid")?;
+                let oid = token::string_claim(claims, "oid")?;
+                Ok(format!("{tid}/{oid}"))
+            }
+            _ => token::string_claim(claims, "sub").map(str::to_string),
+        }
+    }
+
+    /// The Logins key: Google's fixed name, otherwise the issuer without its scheme (how Cognito
+    /// names an IAM OIDC provider).
+    fn logins_key(&self, issuer: &str) -> String {
+        match self.kind {
+            Kind::Configured(ProviderKind::Google) => GOOGLE_LOGINS_KEY.to_string(),
+            _ => logins_key_of(issuer),
+        }
+    }
+}
+
+/// An issuer URL as it appears in `iss`: without the trailing slash `Url` adds to a bare host.
+pub fn issuer_string(issuer: &Url) -> String {
+    issuer.as_str().trim_end_matches('/').to_string()
+}
+
+/// The Logins key for an OpenID issuer: the issuer without `https://` (or `http://`).
+pub fn logins_key_of(issuer: &str) -> String {
+    issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .unwrap_or(issuer)
+        .to_string()
+}
+
+/// The issuer policy, key source and discovery issuer (if any) for a configured kind.
+fn kind_parts(
+    config: &ProviderConfig,
+    http: &reqwest::Client,
+    policy: &JwksPolicy,
+) -> (IssuerPolicy, KeySource, Option<Url>) {
+    let cache = |url: Url| KeySource::Fixed(Arc::new(JwksCache::new(http.clone(), url, policy.clone())));
+    // `jwks_uri` in the config wins over where the kind keeps its keys.
+    let keys_or = |default: KeySource| config.jwks_uri.clone().map(cache).unwrap_or(default);
+    let fixed = |default: &str| keys_or(cache(Url::parse(default).expect("static URL")));
+    let per_issuer = |suffix: &'static str| {
+        keys_or(KeySource::PerIssuer {
+            suffix,
+            caches: Mutex::new(HashMap::new()),
+        })
+    };
+    match config.kind {
+        ProviderKind::Google => (
+            IssuerPolicy::OneOf(GOOGLE_ISSUERS.map(String::from).to_vec()),
+            fixed(GOOGLE_JWKS),
+            None,
+        ),
+        ProviderKind::Microsoft => (
+            IssuerPolicy::Microsoft {
+                tenants: (!config.any_tenant).then(|| config.tenants.clone()),
+            },
+            fixed(MICROSOFT_JWKS),
+            None,
+        ),
+        ProviderKind::Salesforce => {
+            let issuers = if config.issuers.is_empty() {
+                SALESFORCE_ISSUERS.map(String::from).to_vec()
+            } else {
+                config.issuers.iter().map(issuer_string).collect()
+            };
+            (IssuerPolicy::OneOf(issuers), per_issuer("/id/keys"), None)
+        }
+        ProviderKind::Cognito => {
+            let pool = config.user_pool_id.as_deref().unwrap_or_default();
+            let region = pool.split('_').next().unwrap_or_default();
+            let issuer = format!("https://cognito-idp.{region}.amazonaws.com/{pool}");
+            let discovery = Url::parse(&issuer).ok();
+            (
+                IssuerPolicy::OneOf(vec![issuer]),
+                per_issuer("/.well-known/jwks.json"),
+                discovery,
+            )
+        }
+        ProviderKind::Oidc => {
+            let issuer = config
+                .issuer
+                .clone()
+                .expect("validated: oidc providers have an issuer");
+            let keys = keys_or(KeySource::Discovered(OnceCell::new()));
+            (
+                IssuerPolicy::OneOf(vec![issuer_string(&issuer)]),
+                keys,
+                Some(issuer),
+            )
+        }
+    }
+}
+
+/// Entra ID v2.0: `iss` is `https://login.microsoftonline.com/{tid}/v2.0`, and `{tid}` must be the
+/// token's own `tid` — otherwise a token from one tenant could claim another's issuer.
+fn check_microsoft_issuer(
+    issuer: &str,
+    claims: &Claims,
+    tenants: Option<&[String]>,
+) -> Result<(), TokenError> {
+    let tid = token::string_claim(claims, "tid")?;
+    let expected = format!("{MICROSOFT_HOST}/{tid}/v2.0");
+    if issuer != expected {
+        return Err(TokenError::WrongIssuer {
+            expected,
+            found: issuer.to_string(),
+        });
+    }
+    match tenants {
+        Some(allowed) if !allowed.iter().any(|t| t == tid) => Err(TokenError::WrongClaim {
+            code: "wrong_tenant",
+            claim: "tid",
+            expected: allowed.join(" or "),
+            found: tid.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn expect_claim(
+    claims: &Claims,
+    claim: &'static str,
+    code: &'static str,
+    accepted: &[&str],
+) -> Result<(), TokenError> {
+    let found = claims.get(claim).and_then(Value::as_str);
+    if found.is_some_and(|value| accepted.contains(&value)) {
+        return Ok(());
+    }
+    Err(TokenError::WrongClaim {
+        code,
+        claim,
+        expected: accepted.join(" or "),
+        found: found.unwrap_or("(none)").to_string(),
+    })
+}
+
+/// Salesforce ID tokens carry the org only inside `sub`, the identity URL
+/// `https://{host}/id/{organization_id}/{user_id}`; rules such as `organization_id:00D...` need
+/// it as a claim of its own.
+fn add_derived_claims(kind: Kind, claims: &mut Claims) {
+    if kind != Kind::Configured(ProviderKind::Salesforce) {
+        return;
+    }
+    let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
+        return;
+    };
+    let Ok(url) = Url::parse(sub) else { return };
+    let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
+    if let ["id", org, user] = segments.as_slice() {
+        let (org, user) = (org.to_string(), user.to_string());
+        claims.entry("organization_id").or_insert(Value::String(org));
+        claims.entry("user_id").or_insert(Value::String(user));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Claims {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    #[test]
+    fn microsoft_issuer_must_match_the_tokens_own_tenant() {
+        let tenants = [TENANT.to_string()];
+        let issuer = format!("{MICROSOFT_HOST}/{TENANT}/v2.0");
+        assert!(check_microsoft_issuer(&issuer, &claims(json!({"tid": TENANT})), Some(&tenants)).is_ok());
+        let other = "00000000-0000-0000-0000-000000000001";
+        let lying = check_microsoft_issuer(&issuer, &claims(json!({"tid": other})), None).unwrap_err();
+        assert_eq!(lying.code(), "wrong_issuer");
+    }
+
+    #[test]
+    fn microsoft_tenant_outside_the_allowlist_is_refused() {
+        let other = "00000000-0000-0000-0000-000000000001";
+        let issuer = format!("{MICROSOFT_HOST}/{other}/v2.0");
+        let error = check_microsoft_issuer(
+            &issuer,
+            &claims(json!({"tid": other})),
+            Some(&[TENANT.to_string()]),
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), "wrong_tenant");
+        assert!(check_microsoft_issuer(&issuer, &claims(json!({"tid": other})), None).is_ok());
+    }
+
+    #[test]
+    fn microsoft_without_tid_is_refused() {
+        let issuer = format!("{MICROSOFT_HOST}/{TENANT}/v2.0");
+        assert_eq!(
+            check_microsoft_issuer(&issuer, &claims(json!({})), None)
+                .unwrap_err()
+                .code(),
+            "missing_claim"
+        );
+    }
+
+    #[test]
+    fn salesforce_org_and_user_come_from_the_identity_url() {
+        let mut found =
+            claims(json!({"sub": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P"}));
+        add_derived_claims(Kind::Configured(ProviderKind::Salesforce), &mut found);
+        assert_eq!(found["organization_id"], "00Dx0000000BV7z");
+        assert_eq!(found["user_id"], "005x00000012Q9P");
+    }
+
+    #[test]
+    fn derived_claims_are_only_for_salesforce_and_never_overwrite() {
+        let sub = "https://login.salesforce.com/id/00D/005";
+        let mut other = claims(json!({"sub": sub}));
+        add_derived_claims(Kind::Configured(ProviderKind::Oidc), &mut other);
+        assert!(!other.contains_key("organization_id"));
+        let mut own = claims(json!({"sub": sub, "organization_id": "kept"}));
+        add_derived_claims(Kind::Configured(ProviderKind::Salesforce), &mut own);
+        assert_eq!(own["organization_id"], "kept");
+    }
+
+    #[test]
+    fn logins_keys_drop_the_scheme() {
+        assert_eq!(
+            logins_key_of("https://login.salesforce.com"),
+            "login.salesforce.com"
+        );
+        assert_eq!(
+            logins_key_of("http://127.0.0.1:8787/dev-idp"),
+            "127.0.0.1:8787/dev-idp"
+        );
+        assert_eq!(
+            issuer_string(&Url::parse("https://idp.example.com").unwrap()),
+            "https://idp.example.com"
+        );
+    }
+
+    #[test]
+    fn expect_claim_names_what_was_found() {
+        let error = expect_claim(
+            &claims(json!({"token_use": "access"})),
+            "token_use",
+            "wrong_token_use",
+            &["id"],
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), "wrong_token_use");
+        assert!(error.to_string().contains("expected id, found access"), "{error}");
+    }
+}

@@ -1,1 +1,22 @@
-fn main() {}
+//! The sign-in Lambda: the broker's router behind API Gateway, through `lambda_http`.
+//! Configuration comes from `CREDBROKER_CONFIG` (TOML text) or `CREDBROKER_CONFIG_FILE`.
+
+use std::sync::Arc;
+
+use credbroker::{api, broker::Broker, config::Config};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .without_time()
+        .init();
+    // A bad config fails the cold start with the message that names the key and the fix.
+    let config = Config::from_env()?;
+    let broker = Broker::from_config(&config).await?;
+    lambda_http::run(api::router(Arc::new(broker))).await
+}

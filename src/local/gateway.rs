@@ -4,14 +4,34 @@
 //! answer 403 with API Gateway's `{"message": ...}` shapes. Verified requests reach the demo
 //! routes or, with an upstream URL, the user's own app with `X-Credbroker-*` identity headers.
 //!
+//! - [`sigv4`]: the verification itself, a pure function testable without a pool.
+//! - `demo`: `/whoami`, `/echo` and the small server-rendered `/app/` area.
+//! - `proxy`: forwarding to `--upstream`.
+//!
 //! OWNER: helper "gateway". Contract (keep these signatures; add private helpers freely).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use url::Url;
 
-use crate::local::pool::LocalPool;
+use crate::local::pool::{Identity, LocalPool};
+
+mod demo;
+mod proxy;
+pub mod sigv4;
+
+use sigv4::{AuthType, Expectations, KeyLookup, SignedRequest, SigningSecret};
+
+/// The largest request body the gateway accepts (API Gateway's payload limit is 10 MB).
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// How the gateway is set up.
 #[derive(Debug, Clone)]
@@ -22,7 +42,136 @@ pub struct GatewaySettings {
     pub upstream: Option<Url>,
 }
 
+/// The identity context of a verified request, put in the request's extensions for the routes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who the signing credentials were issued to.
+    pub identity: Arc<Identity>,
+    /// The access key id the request was signed with.
+    pub access_key_id: String,
+    /// Whether it was signed in the `Authorization` header or presigned.
+    pub auth_type: AuthType,
+}
+
 /// The routes under `/api/` (nest this router at `/api`).
-pub fn router(_pool: Arc<LocalPool>, _settings: GatewaySettings) -> Router {
-    todo!()
+pub fn router(pool: Arc<LocalPool>, settings: GatewaySettings) -> Router {
+    let gate = Arc::new(Gate {
+        pool,
+        region: settings.region,
+    });
+    let routes = match settings.upstream {
+        Some(upstream) => proxy::router(upstream),
+        None => demo::router(),
+    };
+    routes
+        .layer(middleware::from_fn_with_state(gate, authenticate))
+        // The extractors behind the gate (JSON, forms, multipart) get the gateway's own limit
+        // instead of axum's 2 MB default.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// What the authentication middleware needs.
+struct Gate {
+    pool: Arc<LocalPool>,
+    region: String,
+}
+
+/// Verifies every request before it reaches a route; CORS preflights pass unauthenticated, as
+/// API Gateway lets them when CORS is configured.
+async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if request.method() == Method::OPTIONS {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = match read_bounded(body).await {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    // Clients sign the full path, `/api` included, which `nest` strips from `parts.uri`.
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |original| &original.0);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let headers = headers_with_host(&parts.headers, uri);
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        target,
+        headers: &headers,
+        body: &body,
+    };
+    let now = SystemTime::now();
+    let verified = sigv4::verify(
+        &signed,
+        &Expectations::api_gateway(now, &gate.region),
+        |access_key_id| lookup_key(&gate.pool, access_key_id, now),
+    );
+    match verified {
+        Ok(caller) => {
+            parts.extensions.insert(Caller {
+                identity: caller.owner,
+                access_key_id: caller.access_key_id,
+                auth_type: caller.auth_type,
+            });
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
+        Err(error) => {
+            tracing::debug!(error_type = error.error_type(), %error, "gateway refused a request");
+            let mut response = json_message(StatusCode::FORBIDDEN, &error.to_string());
+            response
+                .headers_mut()
+                .insert("x-amzn-errortype", HeaderValue::from_static(error.error_type()));
+            response
+        }
+    }
+}
+
+/// The whole body, or the response refusing it (413 past [`MAX_BODY_BYTES`]).
+async fn read_bounded(body: Body) -> Result<Bytes, Box<Response>> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Box::new(json_message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Too Long",
+        ))),
+        Err(_) => Err(Box::new(json_message(
+            StatusCode::BAD_REQUEST,
+            "Could not read the request body",
+        ))),
+    }
+}
+
+/// HTTP/2 requests carry the host in the URI (`:authority`), not in a `Host` header; the
+/// signature covers it under the name `host` either way.
+fn headers_with_host(headers: &HeaderMap, uri: &axum::http::Uri) -> HeaderMap {
+    let mut headers = headers.clone();
+    if headers.contains_key(header::HOST) {
+        return headers;
+    }
+    if let Some(value) = uri
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        headers.insert(header::HOST, value);
+    }
+    headers
+}
+
+/// The pool's answer as the verifier wants it. The pool only returns live credentials, so an
+/// expired key reads as unknown unless the pool still hands it out past its expiration.
+fn lookup_key(pool: &LocalPool, access_key_id: &str, now: SystemTime) -> KeyLookup<Arc<Identity>> {
+    match pool.lookup(access_key_id) {
+        None => KeyLookup::Unknown,
+        Some(issued) if issued.credentials.expiration <= now => KeyLookup::Expired,
+        Some(issued) => KeyLookup::Live(SigningSecret {
+            secret_access_key: issued.credentials.secret_access_key,
+            session_token: Some(issued.credentials.session_token),
+            owner: issued.identity,
+        }),
+    }
+}
+
+/// API Gateway's error shape: `{"message": ...}` as `application/json`.
+fn json_message(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
 }

@@ -3,35 +3,286 @@
 //! signed ID tokens. The browser client uses the same code-flow path against it as against a real
 //! provider.
 //!
-//! OWNER: helper "dev idp". Contract (keep these signatures; add private helpers freely).
+//! Routes, relative to the issuer (nest [`DevIdp::router`] at the issuer's path):
+//!
+//! - `GET /.well-known/openid-configuration` and `GET /jwks`: public, CORS `*`.
+//! - `GET /authorize`: validates the request, then shows the sign-in page (or, with
+//!   `prompt=none`, redirects straight back using the session cookie). `POST /authorize` is the
+//!   page's form; it answers with `302` to `redirect_uri?code=...&state=...&iss=...`.
+//! - `POST /token`: `authorization_code` (PKCE `S256` required) and `refresh_token` grants;
+//!   CORS for loopback origins, since browser apps call it directly.
+//! - `POST /mint`: `{"sub": ..., "claims": {...}}` → `{"id_token": ...}`, for
+//!   `credbroker token`. It refuses non-loopback peers when the server was started with
+//!   connection info (`into_make_service_with_connect_info::<SocketAddr>()`); without it, it
+//!   relies on the dev stack binding to loopback, which is its default.
+//!
+//! Only loopback `redirect_uri`s and CORS origins (`127.0.0.1`, `localhost`, `[::1]`) are
+//! accepted: this provider signs in anyone, so its codes must never leave the machine. All
+//! state is in memory and bounded; a restart forgets it and generates a new signing key (with a
+//! new `kid`, so verifiers refetch the JWKS).
+
+mod authorize;
+mod page;
+mod params;
+mod store;
+mod token;
+mod users;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use url::Url;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use url::{Host, Url};
+
+use crate::jwks::{Algorithm, SigningKey};
+use store::{BoundedStore, random_token};
+use users::DevUser;
 
 /// The client id the dev provider issues tokens for.
 pub const DEV_CLIENT_ID: &str = "credbroker-dev";
 
+/// ID-token (and access-token) lifetime unless [`DevIdp::with_token_lifetime`] says otherwise.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest request body: the sign-in form's claims text (8 KiB) grows up to 3x when
+/// form-encoded.
+const MAX_BODY_BYTES: usize = 32 * 1024;
+/// Outstanding sign-in pages, codes, sessions and refresh tokens kept, each.
+const STORE_CAPACITY: usize = 1024;
+/// RFC 6749 §4.1.2 recommends at most 10 minutes for codes; a sign-in page lives as long.
+const CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// The dev provider.
 pub struct DevIdp {
-    _todo: (),
+    issuer: Url,
+    key: SigningKey,
+    token_lifetime: Duration,
+    presets: [DevUser; 3],
+    /// Sign-in pages shown, keyed by the one-time token their forms carry (CSRF protection: a
+    /// form posted from elsewhere has no valid token).
+    pages: BoundedStore<authorize::AuthRequest>,
+    codes: BoundedStore<IssuedCode>,
+    sessions: BoundedStore<SignIn>,
+    refresh_tokens: BoundedStore<RefreshGrant>,
+}
+
+/// Who signed in, and when (`auth_time`, seconds since the epoch).
+#[derive(Debug, Clone)]
+struct SignIn {
+    user: DevUser,
+    auth_time: u64,
+}
+
+/// What an authorization code stands for until it is redeemed.
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    sign_in: SignIn,
+    /// Exactly as the client sent it: the token request must repeat it (RFC 6749 §4.1.3).
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    scope: String,
+}
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone)]
+struct RefreshGrant {
+    sign_in: SignIn,
+    scope: String,
 }
 
 impl DevIdp {
     /// A provider whose issuer is `issuer` (e.g. `http://127.0.0.1:8787/dev-idp`), with a fresh
     /// signing key.
-    pub fn new(_issuer: Url) -> Arc<DevIdp> {
-        todo!()
+    pub fn new(issuer: Url) -> Arc<DevIdp> {
+        DevIdp::with_token_lifetime(issuer, DEFAULT_TOKEN_LIFETIME)
+    }
+
+    /// Like [`DevIdp::new`], with ID and access tokens valid for `lifetime` (tests use short
+    /// ones to see expiry).
+    pub fn with_token_lifetime(issuer: Url, lifetime: Duration) -> Arc<DevIdp> {
+        let kid: String = random_token().chars().take(16).collect();
+        Arc::new(DevIdp {
+            issuer,
+            key: SigningKey::generate(Algorithm::RS256, &format!("dev-{kid}")),
+            token_lifetime: lifetime,
+            presets: users::presets(),
+            pages: BoundedStore::new(STORE_CAPACITY, CODE_LIFETIME),
+            codes: BoundedStore::new(STORE_CAPACITY, CODE_LIFETIME),
+            sessions: BoundedStore::new(STORE_CAPACITY, SESSION_LIFETIME),
+            refresh_tokens: BoundedStore::new(STORE_CAPACITY, REFRESH_TOKEN_LIFETIME),
+        })
     }
 
     /// The issuer URL.
     pub fn issuer(&self) -> &Url {
-        todo!()
+        &self.issuer
+    }
+
+    /// Where the provider publishes its keys (`{issuer}/jwks`).
+    pub fn jwks_uri(&self) -> String {
+        self.endpoint("jwks")
     }
 
     /// Its routes, to nest at the issuer's path.
     pub fn router(self: Arc<Self>) -> Router {
-        todo!()
+        Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize::show).post(authorize::submit))
+            .route("/token", post(token::exchange).options(token::preflight))
+            .route("/mint", post(token::mint))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self)
+    }
+
+    /// A signed ID token for `subject` with `extra_claims`, audience [`DEV_CLIENT_ID`], valid
+    /// for the token lifetime from now. The protocol claims (`iss`, `sub`, `aud`, `azp`, `exp`,
+    /// `iat`, `auth_time`, `nonce`) are always the provider's: same-named extra claims are
+    /// overwritten.
+    pub fn mint(&self, subject: &str, extra_claims: Map<String, Value>) -> String {
+        let user = DevUser {
+            sub: subject.to_string(),
+            email: None,
+            name: None,
+            extra: extra_claims,
+        };
+        self.id_token(&self.sign_in_now(user), None)
+    }
+
+    /// `{issuer}/{path}`, whether or not the issuer ends with a slash.
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.issuer.as_str().trim_end_matches('/'))
+    }
+
+    fn sign_in_now(&self, user: DevUser) -> SignIn {
+        SignIn {
+            user,
+            auth_time: unix_now(),
+        }
+    }
+
+    /// Signs an ID token for `sign_in`: the user's claims first, then the protocol claims so
+    /// nothing a user typed can replace them.
+    fn id_token(&self, sign_in: &SignIn, nonce: Option<&str>) -> String {
+        let issued_at = unix_now();
+        let mut claims = sign_in.user.profile_claims();
+        claims.insert("iss".into(), json!(self.issuer.as_str()));
+        claims.insert("sub".into(), json!(sign_in.user.sub));
+        claims.insert("aud".into(), json!(DEV_CLIENT_ID));
+        claims.insert("azp".into(), json!(DEV_CLIENT_ID));
+        claims.insert("iat".into(), json!(issued_at));
+        claims.insert(
+            "exp".into(),
+            json!(issued_at.saturating_add(self.token_lifetime.as_secs())),
+        );
+        claims.insert("auth_time".into(), json!(sign_in.auth_time));
+        if let Some(nonce) = nonce {
+            claims.insert("nonce".into(), json!(nonce));
+        }
+        self.key.sign_jwt(&Value::Object(claims))
+    }
+
+    fn discovery_document(&self) -> Value {
+        json!({
+            "issuer": self.issuer.as_str(),
+            "authorization_endpoint": self.endpoint("authorize"),
+            "token_endpoint": self.endpoint("token"),
+            "jwks_uri": self.jwks_uri(),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [self.key.algorithm().name()],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["openid", "email", "profile"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "prompt_values_supported": ["none", "login"],
+            "authorization_response_iss_parameter_supported": true,
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "claims_supported": [
+                "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce",
+                "email", "email_verified", "name",
+                "hd", "tid", "organization_id", "groups",
+            ],
+        })
+    }
+}
+
+/// Whether `url` is an `http(s)` URL on this machine (`127.0.0.0/8`, `localhost`, `[::1]`): the
+/// only places the dev provider sends codes to or lets call it cross-origin.
+fn is_loopback_http_url(url: &Url) -> bool {
+    let loopback_host = match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    matches!(url.scheme(), "http" | "https") && loopback_host
+}
+
+/// Seconds since the epoch (0 if the clock is before 1970, which no verifier would accept).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// A public JSON document: cacheable for `max_age`, readable from any origin (browser OpenID
+/// libraries fetch discovery and keys themselves).
+fn public_json(document: &Value, max_age: &'static str) -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        document.to_string(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(max_age));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+async fn discovery(State(idp): State<Arc<DevIdp>>) -> Response {
+    public_json(&idp.discovery_document(), "max-age=60")
+}
+
+async fn jwks(State(idp): State<Arc<DevIdp>>) -> Response {
+    public_json(&json!({ "keys": [idp.key.public_jwk()] }), "max-age=300")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        for ok in [
+            "http://127.0.0.1:5173/cb",
+            "https://localhost/cb",
+            "http://LOCALHOST:1/",
+            "http://[::1]:8080/x",
+            "http://127.1.2.3/",
+        ] {
+            assert!(is_loopback_http_url(&Url::parse(ok).unwrap()), "{ok}");
+        }
+        for refused in [
+            "https://example.com/cb",
+            "http://localhost.example.com/",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "javascript:alert(1)",
+            "http://[::2]/",
+        ] {
+            assert!(!is_loopback_http_url(&Url::parse(refused).unwrap()), "{refused}");
+        }
     }
 }

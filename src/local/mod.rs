@@ -1,8 +1,253 @@
 //! The dev stack behind `credbroker dev`: a dev OpenID provider ([`idp`]), a local identity pool
 //! speaking the Cognito Identity protocol ([`pool`]), and a gateway that verifies SigV4 like API
-//! Gateway with `aws_iam` ([`gateway`]). None of it is reachable from the Lambda binary or
-//! `credbroker serve`.
+//! Gateway with `aws_iam` ([`gateway`]), all on one loopback origin next to the broker API and
+//! the browser client. Nothing here is reachable from the Lambda binary or `credbroker serve`:
+//! only [`DevStack`] adds the dev provider, and only `credbroker dev` builds a `DevStack`.
+//!
+//! One origin serves everything, so the whole loop is visible at one address:
+//!
+//! | path                  | what                                                    |
+//! |-----------------------|---------------------------------------------------------|
+//! | `/auth/*`             | the broker API, with the `dev` provider added            |
+//! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token) |
+//! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
+//! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
+//! | `/`                   | the browser client from `web/`                           |
 
 pub mod gateway;
 pub mod idp;
 pub mod pool;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use url::Url;
+
+use crate::api::{self, CorsOrigins};
+use crate::broker::Broker;
+use crate::config::{Config, ConfigError, IdentityPoolConfig};
+use crate::error::ApiError;
+use crate::jwks::JwksCache;
+use crate::provider::Provider;
+
+/// The local pool's id (any well-formed id works; this one is easy to recognise in logs).
+pub const DEV_POOL_ID: &str = "us-east-1:00000000-0000-4000-8000-00000000dec0";
+
+/// How `credbroker dev` is set up.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Where to listen (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]` is
+    /// replaced by the local pool.
+    pub config: Option<Config>,
+    /// The user's own app, proxied behind the gateway instead of the demo routes.
+    pub upstream: Option<Url>,
+    /// The browser client's files.
+    pub web_dir: PathBuf,
+    /// Lifetime of credentials the local pool issues.
+    pub credential_lifetime: Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        DevOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            config: None,
+            upstream: None,
+            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
+            credential_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why the dev stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    /// The configuration given with `--config` is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-serve dev stack.
+pub struct DevStack {
+    /// The origin everything is served on, e.g. `http://127.0.0.1:8787`.
+    pub base_url: Url,
+    /// The local identity pool (tests look credentials up in it).
+    pub pool: Arc<pool::LocalPool>,
+    /// The dev OpenID provider.
+    pub idp: Arc<idp::DevIdp>,
+    router: Router,
+    listener: TcpListener,
+}
+
+impl DevStack {
+    /// Binds the listener and builds every part.
+    pub async fn bind(options: DevOptions) -> Result<DevStack, DevError> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| DevError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| DevError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+        let base_url = base_url_for(bound);
+        let mut config = options.config.clone().unwrap_or_else(empty_config);
+        config.identity_pool = local_pool_config(&base_url, &config.identity_pool);
+        let mut broker = Broker::from_config(&config).await?;
+        let (http, policy) = broker.idp_parts();
+
+        let issuer = base_url.join("dev-idp").expect("static path");
+        let idp = idp::DevIdp::new(issuer.clone());
+        let dev_keys = Arc::new(JwksCache::new(
+            http.clone(),
+            base_url.join("dev-idp/jwks").expect("static path"),
+            policy.clone(),
+        ));
+        let pool = pool::LocalPool::new(
+            DEV_POOL_ID.to_string(),
+            vec![pool::TrustedIssuer {
+                issuer: issuer.clone(),
+                audiences: vec![idp::DEV_CLIENT_ID.to_string()],
+                keys: dev_keys,
+            }],
+            options.credential_lifetime,
+        );
+        broker.add_provider(Provider::dev(
+            issuer,
+            idp::DEV_CLIENT_ID,
+            broker.limits(),
+            http,
+            policy,
+        ));
+        for origin in dev_origins(bound) {
+            broker.allow_origin(origin);
+        }
+        let router = assemble(Arc::new(broker), idp.clone(), pool.clone(), &options);
+        Ok(DevStack {
+            base_url,
+            pool,
+            idp,
+            router,
+            listener,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Everything on one router.
+fn assemble(
+    broker: Arc<Broker>,
+    idp: Arc<idp::DevIdp>,
+    pool: Arc<pool::LocalPool>,
+    options: &DevOptions,
+) -> Router {
+    let origins = CorsOrigins(Arc::new(broker.allowed_origins().to_vec()));
+    let settings = gateway::GatewaySettings {
+        region: broker.region().to_string(),
+        upstream: options.upstream.clone(),
+    };
+    let gateway = gateway::router(pool.clone(), settings);
+    // The service worker sits at the root but must be allowed to control `/` explicitly when a
+    // deployment moves it; the header costs nothing here and matches the deployed setup.
+    let web = ServeDir::new(&options.web_dir).fallback(tower::service_fn(|_| async {
+        Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(ApiError::NotFound))
+    }));
+    let web = Router::new()
+        .fallback_service(web)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("service-worker-allowed"),
+            HeaderValue::from_static("/"),
+        ));
+    let app = Router::new()
+        .nest("/dev-idp", idp.router())
+        .nest("/cognito-identity", pool.router())
+        .nest("/api", gateway)
+        .merge(api::routes(broker))
+        .merge(web)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    api::with_cors(app, origins)
+}
+
+/// The origin clients use: a wildcard listen address is reached through loopback.
+fn base_url_for(bound: SocketAddr) -> Url {
+    let host = if bound.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match bound {
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        }
+    };
+    Url::parse(&format!("http://{host}:{}/", bound.port())).expect("host and port make a URL")
+}
+
+/// The stack's own origins, under both loopback names people type.
+fn dev_origins(bound: SocketAddr) -> Vec<String> {
+    let own = base_url_for(bound).origin().ascii_serialization();
+    vec![own, format!("http://localhost:{}", bound.port())]
+}
+
+/// The broker's pool settings pointed at the local pool, through the real SDK.
+fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig) -> IdentityPoolConfig {
+    IdentityPoolConfig {
+        id: DEV_POOL_ID.to_string(),
+        region: Some("us-east-1".to_string()),
+        endpoint: Some(base_url.join("cognito-identity").expect("static path")),
+        attempt_timeout_seconds: configured.attempt_timeout_seconds,
+        max_attempts: configured.max_attempts,
+    }
+}
+
+fn empty_config() -> Config {
+    Config::from_toml(&format!("[identity_pool]\nid = \"{DEV_POOL_ID}\"\n"))
+        .expect("the dev pool id is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listen_addresses_are_reached_through_loopback() {
+        let url = base_url_for(SocketAddr::from(([0, 0, 0, 0], 8787)));
+        assert_eq!(url.as_str(), "http://127.0.0.1:8787/");
+        let v6 = base_url_for("[::1]:9000".parse().unwrap());
+        assert_eq!(v6.as_str(), "http://[::1]:9000/");
+    }
+
+    #[test]
+    fn both_loopback_names_are_allowed_origins() {
+        let origins = dev_origins(SocketAddr::from(([127, 0, 0, 1], 8787)));
+        assert_eq!(origins, ["http://127.0.0.1:8787", "http://localhost:8787"]);
+    }
+
+    #[test]
+    fn the_dev_pool_config_is_valid() {
+        assert_eq!(empty_config().identity_pool.region(), "us-east-1");
+    }
+}

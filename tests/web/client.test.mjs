@@ -1,0 +1,337 @@
+// The browser client in node: sign-in flows (state, nonce, PKCE), renewal scheduling, clock
+// skew, signed fetch for every body type, and the API-origin guard. Browser parts (location,
+// storages, timers, fetch) are injected; the server side is tests/web/fakes.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+
+import { createClient, decodeJwtPayload } from '../../web/credbroker.js';
+import { ORIGIN, FakeClock, FakeServers, fakeWindow, jwt, settle } from './fakes.mjs';
+
+const START = Date.parse('2024-05-01T10:00:00Z');
+
+function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow() } = {}) {
+  const clock = new FakeClock(START);
+  const servers = new FakeServers(clock, { skewMs, lifetimeMs });
+  const client = createClient({
+    broker: ORIGIN,
+    api: `${ORIGIN}/api/`,
+    storage,
+    window,
+    fetch: servers.fetch,
+    now: clock.now,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+  });
+  const events = [];
+  for (const type of ['credentials', 'expired', 'error', 'signin-required']) {
+    client.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
+  }
+  return { clock, servers, client, window, events };
+}
+
+/** Runs the whole code flow: signIn, the provider's answer, handleRedirect. */
+async function signInWithCode(env, provider = 'dev') {
+  await env.client.signIn(provider);
+  const code = env.servers.authorize(env.window.location.assigned);
+  const state = new URL(env.window.location.assigned).searchParams.get('state');
+  return env.client.handleRedirect(`${ORIGIN}/app/page?code=${code}&state=${state}`);
+}
+
+function sha256Hex(bytes) {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+test('signIn uses the code flow with PKCE S256, state and nonce for public clients', async () => {
+  const env = setup();
+  await env.client.signIn('dev');
+  const url = new URL(env.window.location.assigned);
+  assert.equal(url.origin + url.pathname, `${ORIGIN}/dev-idp/authorize`);
+  const p = url.searchParams;
+  assert.equal(p.get('response_type'), 'code');
+  assert.equal(p.get('client_id'), 'credbroker-dev');
+  assert.equal(p.get('redirect_uri'), `${ORIGIN}/app/page`);
+  assert.equal(p.get('code_challenge_method'), 'S256');
+  assert.match(p.get('state'), /^[A-Za-z0-9_-]{43}$/);
+  assert.match(p.get('nonce'), /^[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(p.get('state'), p.get('nonce'));
+  assert.match(p.get('scope'), /^openid\b/);
+  // The verifier stays in this tab's sessionStorage, never in the URL.
+  const saved = JSON.parse(env.window.sessionStorage.getItem(`credbroker.flow.${p.get('state')}`));
+  assert.equal(createHash('sha256').update(saved.verifier).digest('base64url'), p.get('code_challenge'));
+  assert.ok(!url.href.includes(saved.verifier));
+});
+
+test('handleRedirect redeems the code, signs in at the broker and restores the URL', async () => {
+  const env = setup();
+  const result = await signInWithCode(env);
+  assert.equal(result.identityId, 'eu-west-1:0000');
+  assert.equal(result.subject, 'alice');
+  assert.equal(result.returnTo, `${ORIGIN}/app/page?tab=2`);
+  assert.equal(env.window.location.href, `${ORIGIN}/app/page?tab=2`);
+  const [signin] = env.servers.callsTo('/auth/signin/dev');
+  assert.equal(decodeJwtPayload(JSON.parse(signin.init.body).id_token).sub, 'alice');
+  assert.equal(env.events.filter((e) => e.type === 'credentials').length, 1);
+  const creds = await env.client.credentials();
+  assert.equal(creds.accessKeyId, 'ASIA1');
+  assert.equal(creds.expiration.getTime(), START + 3600_000);
+  // Credentials went to sessionStorage, not localStorage.
+  assert.ok(env.window.sessionStorage.getItem('credbroker.session').includes('ASIA1'));
+  assert.equal(env.window.localStorage.length, 0);
+});
+
+test('a callback whose state this tab did not start is rejected before any token request', async () => {
+  const env = setup();
+  await env.client.signIn('dev');
+  const code = env.servers.authorize(env.window.location.assigned);
+  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/app/page?code=${code}&state=forged`), { code: 'state_mismatch' });
+  assert.equal(env.servers.callsTo('/dev-idp/token').length, 0);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 0);
+  assert.equal(env.client.session, null);
+  // The code does not linger in the address bar.
+  assert.ok(!env.window.location.href.includes('code='));
+});
+
+test('a callback cannot be replayed', async () => {
+  const env = setup();
+  await env.client.signIn('dev');
+  const code = env.servers.authorize(env.window.location.assigned);
+  const state = new URL(env.window.location.assigned).searchParams.get('state');
+  const callback = `${ORIGIN}/app/page?code=${code}&state=${state}`;
+  await env.client.handleRedirect(callback);
+  await assert.rejects(env.client.handleRedirect(callback), { code: 'state_mismatch' });
+});
+
+test('an ID token with another nonce is refused and never reaches the broker', async () => {
+  const env = setup();
+  env.servers.nonceOverride = 'someone-elses-nonce';
+  await assert.rejects(signInWithCode(env), { code: 'nonce_mismatch' });
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 0);
+  assert.equal(env.events.at(-1).type, 'error');
+});
+
+test('a provider error in the callback is surfaced with its OAuth code', async () => {
+  const env = setup();
+  await env.client.signIn('dev');
+  const state = new URL(env.window.location.assigned).searchParams.get('state');
+  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/app/page?error=access_denied&state=${state}`), {
+    code: 'access_denied',
+  });
+});
+
+test('a page that is not a callback is left alone', async () => {
+  const env = setup();
+  assert.equal(await env.client.handleRedirect(`${ORIGIN}/app/page?tab=2`), null);
+  assert.equal(env.servers.calls.length, 0);
+});
+
+test('Google web clients get the implicit id_token flow, answered in the fragment', async () => {
+  const env = setup();
+  await env.client.signIn('google', { returnTo: 'https://evil.example/steal' });
+  const url = new URL(env.window.location.assigned);
+  assert.equal(url.origin, 'https://accounts.google.com');
+  assert.equal(url.searchParams.get('response_type'), 'id_token');
+  assert.equal(url.searchParams.get('code_challenge'), null);
+  const state = url.searchParams.get('state');
+  const idToken = jwt({ sub: 'alice', nonce: url.searchParams.get('nonce') });
+  const result = await env.client.handleRedirect(`${ORIGIN}/app/page#id_token=${idToken}&state=${state}`);
+  assert.equal(result.provider, 'google');
+  // A cross-origin returnTo is not followed.
+  assert.equal(result.returnTo, '/');
+  assert.equal(env.servers.callsTo('/dev-idp/token').length, 0);
+});
+
+test('renewal is scheduled from the real expiration: max(60 s, 10% of the lifetime) early', async (t) => {
+  for (const [lifetimeMin, leadSec] of [[60, 360], [15, 90], [5, 60]]) {
+    await t.test(`${lifetimeMin}-minute credentials renew ${leadSec} s early`, async () => {
+      // The page's clock is 2 minutes behind: timers still land at the server-time instants.
+      const env = setup({ lifetimeMs: lifetimeMin * 60_000, skewMs: 120_000 });
+      await signInWithCode(env);
+      assert.equal(env.client.skewMs, 120_000);
+      const lifetime = lifetimeMin * 60_000;
+      assert.deepEqual(env.clock.pendingDelays(), [lifetime - leadSec * 1000, lifetime]);
+    });
+  }
+});
+
+test('the renewal timer renews with the refresh token and reschedules', async () => {
+  const env = setup({ lifetimeMs: 3600_000 });
+  await signInWithCode(env);
+  await env.clock.advance(3240_000 - 1);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 1);
+  await env.clock.advance(1);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2);
+  const refresh = new URLSearchParams(env.servers.callsTo('/dev-idp/token').at(-1).init.body);
+  assert.equal(refresh.get('grant_type'), 'refresh_token');
+  assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
+  assert.deepEqual(env.clock.pendingDelays(), [3240_000, 3600_000]);
+  assert.equal(env.events.filter((e) => e.type === 'credentials').length, 2);
+});
+
+test('concurrent callers share one renewal', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  env.clock.time += 3300_000; // past renewAt, timers not fired
+  const all = await Promise.all([env.client.credentials(), env.client.credentials(), env.client.credentials()]);
+  assert.deepEqual(all.map((c) => c.accessKeyId), ['ASIA2', 'ASIA2', 'ASIA2']);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2);
+  assert.equal(env.servers.callsTo('/dev-idp/token').length, 2);
+});
+
+test('without a way to renew silently: signin-required, then expired', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  // Revoke the refresh token; there is no document for an iframe either.
+  const saved = JSON.parse(env.window.sessionStorage.getItem('credbroker.session'));
+  saved.refreshToken = 'revoked';
+  env.window.sessionStorage.setItem('credbroker.session', JSON.stringify(saved));
+  const restored = setup({ window: env.window });
+  restored.clock.time = env.clock.time;
+  restored.servers.issued = 1;
+  await restored.clock.advance(3240_000);
+  assert.ok(restored.events.some((e) => e.type === 'signin-required' && e.detail.reason === 'no_silent_renewal'));
+  // Still valid: the old credentials keep working until they expire.
+  assert.equal((await restored.client.credentials()).accessKeyId, 'ASIA1');
+  await restored.clock.advance(360_000);
+  assert.ok(restored.events.some((e) => e.type === 'expired'));
+  assert.equal(restored.client.session, null);
+  await assert.rejects(restored.client.credentials(), { code: 'not_signed_in' });
+});
+
+test('the signing clock follows the broker serverTime', async () => {
+  const env = setup({ skewMs: -15 * 60_000 }); // the page's clock is 15 minutes fast
+  await signInWithCode(env);
+  assert.equal(env.client.skewMs, -15 * 60_000);
+  const response = await env.client.fetch(`${ORIGIN}/api/whoami`);
+  assert.equal(response.status, 200);
+  const sent = new Headers(env.servers.callsTo('/api/whoami')[0].init.headers);
+  assert.equal(sent.get('x-amz-date'), '20240501T094500Z');
+});
+
+test('a 403 "Signature expired" re-measures the clock from Date and retries once', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  env.servers.skewMs = 10 * 60_000; // the server clock jumps ahead after sign-in
+  const response = await env.client.fetch(`${ORIGIN}/api/whoami`);
+  assert.equal(response.status, 200);
+  const calls = env.servers.callsTo('/api/whoami');
+  assert.equal(calls.length, 2);
+  assert.equal(new Headers(calls[0].init.headers).get('x-amz-date'), '20240501T100000Z');
+  assert.equal(new Headers(calls[1].init.headers).get('x-amz-date'), '20240501T101000Z');
+  assert.ok(Math.abs(env.client.skewMs - 600_000) <= 1000);
+});
+
+test('other 403s are returned as they are, without a retry', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  env.servers.api = () => new Response('{"message":"User is not authorized"}', { status: 403 });
+  const response = await env.client.fetch(`${ORIGIN}/api/admin`);
+  assert.equal(response.status, 403);
+  assert.equal((await response.json()).message, 'User is not authorized');
+  assert.equal(env.servers.callsTo('/api/admin').length, 1);
+});
+
+test('requests outside the API prefixes are never signed nor sent', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  const before = env.servers.calls.length;
+  for (const url of ['https://evil.example/api/x', `${ORIGIN}/auth/config`, 'http://127.0.0.1:9999/api/x']) {
+    await assert.rejects(env.client.fetch(url), { code: 'not_api_url' });
+  }
+  assert.equal(env.servers.calls.length, before);
+});
+
+const form = new FormData();
+form.append('title', 'héllo');
+form.append('file', new Blob(['file body'], { type: 'text/plain' }), 'a.txt');
+const bodies = [
+  ['string', 'héllo wörld', new TextEncoder().encode('héllo wörld'), /^text\/plain/],
+  ['ArrayBuffer', new Uint8Array([1, 2, 3]).buffer, new Uint8Array([1, 2, 3]), null],
+  ['Uint8Array view', new Uint8Array([9, 1, 2, 3, 9]).subarray(1, 4), new Uint8Array([1, 2, 3]), null],
+  ['DataView', new DataView(new Uint8Array([7, 8]).buffer), new Uint8Array([7, 8]), null],
+  ['Blob', new Blob(['blob ', 'parts'], { type: 'application/x-thing' }), new TextEncoder().encode('blob parts'), /^application\/x-thing$/],
+  ['URLSearchParams', new URLSearchParams({ a: '1', b: 'é &' }), new TextEncoder().encode('a=1&b=%C3%A9+%26'), /^application\/x-www-form-urlencoded/],
+  ['FormData', form, null, /^multipart\/form-data; ?boundary=/],
+];
+
+for (const [name, body, expected, contentType] of bodies) {
+  test(`signed fetch hashes and sends the exact bytes of a ${name} body`, async () => {
+    const env = setup();
+    await signInWithCode(env);
+    const client = createClient({
+      broker: ORIGIN,
+      api: `${ORIGIN}/api/`,
+      window: env.window,
+      fetch: env.servers.fetch,
+      now: env.clock.now,
+      setTimeout: env.clock.setTimeout,
+      clearTimeout: env.clock.clearTimeout,
+      signBody: true,
+    });
+    const response = await client.fetch(`${ORIGIN}/api/echo`, { method: 'POST', body });
+    assert.equal(response.status, 200, 'the fake gateway verified the signature over the sent bytes');
+    const { init } = env.servers.callsTo('/api/echo')[0];
+    const sent = new Uint8Array(init.body);
+    const headers = new Headers(init.headers);
+    assert.equal(headers.get('x-amz-content-sha256'), sha256Hex(sent));
+    if (expected) assert.deepEqual(sent, expected);
+    if (contentType) {
+      assert.match(headers.get('content-type'), contentType);
+      assert.match(headers.get('authorization'), /SignedHeaders=content-type;host;/);
+    }
+    if (name === 'FormData') {
+      const parsed = await new Response(sent, { headers: { 'content-type': headers.get('content-type') } }).formData();
+      assert.equal(parsed.get('title'), 'héllo');
+      assert.equal(await parsed.get('file').text(), 'file body');
+    }
+  });
+}
+
+test('presigned URLs carry a verifiable query signature', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  const url = new URL(await env.client.presign(`${ORIGIN}/api/files/report.pdf?v=2`, { expires: 600 }));
+  const p = url.searchParams;
+  assert.equal(p.get('v'), '2');
+  assert.equal(p.get('X-Amz-Expires'), '600');
+  assert.equal(p.get('X-Amz-Credential'), 'ASIA1/20240501/eu-west-1/execute-api/aws4_request');
+  assert.equal(p.get('X-Amz-Security-Token'), 'token-1');
+  const signature = p.get('X-Amz-Signature');
+  p.delete('X-Amz-Signature');
+  const again = await env.servers.signer.presign(
+    { method: 'GET', host: url.host, path: url.pathname, query: '?v=2' },
+    { accessKeyId: 'ASIA1', secretAccessKey: 'secret-1', sessionToken: 'token-1' },
+    new Date(START),
+    600,
+  );
+  assert.equal(again.signature, signature);
+  await assert.rejects(env.client.presign('https://evil.example/x'), { code: 'not_api_url' });
+});
+
+test("storage: 'local' must be asked for; 'memory' keeps nothing", async () => {
+  const local = setup({ storage: 'local' });
+  await signInWithCode(local);
+  assert.ok(local.window.localStorage.getItem('credbroker.session'));
+  assert.equal(local.window.sessionStorage.getItem('credbroker.session'), null);
+
+  const memory = setup({ storage: 'memory' });
+  await signInWithCode(memory);
+  assert.equal(memory.window.localStorage.getItem('credbroker.session'), null);
+  assert.equal(memory.window.sessionStorage.getItem('credbroker.session'), null);
+  assert.equal((await memory.client.credentials()).accessKeyId, 'ASIA1');
+});
+
+test('a reload restores the session from storage; signOut clears it', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  const reloaded = setup({ window: env.window });
+  reloaded.clock.time = env.clock.time + 60_000;
+  assert.equal(reloaded.client.session.subject, 'alice');
+  assert.equal((await reloaded.client.credentials()).accessKeyId, 'ASIA1');
+  reloaded.client.signOut();
+  assert.equal(reloaded.client.session, null);
+  assert.equal(env.window.sessionStorage.getItem('credbroker.session'), null);
+  assert.deepEqual(reloaded.clock.pendingDelays(), []);
+  assert.deepEqual(reloaded.events.map((e) => [e.type, e.detail]), [['credentials', null]]);
+  await settle();
+});

@@ -1,0 +1,176 @@
+// The transparent-mode service worker, run in node with a minimal worker global (`self`,
+// clients, an in-memory IndexedDB) and a fake gateway that verifies what the worker sends.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ORIGIN, FakeClock, FakeServers } from './fakes.mjs';
+
+const clock = new FakeClock(Date.now());
+const gateway = new FakeServers(clock);
+const listeners = new Map();
+const idbData = new Map();
+const pages = [];
+
+globalThis.self = {
+  registration: { scope: `${ORIGIN}/api/` },
+  location: new URL(`${ORIGIN}/credbroker-sw.js`),
+  addEventListener: (type, fn) => listeners.set(type, fn),
+  skipWaiting: async () => {},
+  clients: { claim: async () => {}, matchAll: async () => pages },
+};
+globalThis.fetch = gateway.fetch;
+globalThis.indexedDB = {
+  open() {
+    const request = {};
+    const db = {
+      createObjectStore() {},
+      close() {},
+      transaction() {
+        const tx = {};
+        const done = (result) => {
+          setTimeout(() => tx.oncomplete());
+          return { result };
+        };
+        tx.objectStore = () => ({
+          put: (value, key) => done(idbData.set(key, structuredClone(value)) && key),
+          get: (key) => done(structuredClone(idbData.get(key))),
+          delete: (key) => done(idbData.delete(key) && undefined),
+        });
+        return tx;
+      },
+    };
+    setTimeout(() => {
+      request.result = db;
+      request.onupgradeneeded?.();
+      request.onsuccess();
+    });
+    return request;
+  },
+};
+
+let generation = 0;
+/** Loads (or, to simulate the browser restarting the worker, reloads) the worker module. */
+async function startWorker() {
+  listeners.clear();
+  await import(`../../web/credbroker-sw.js?generation=${generation++}`);
+}
+
+async function message(data) {
+  let done;
+  const acks = [];
+  listeners.get('message')({ data, ports: [{ postMessage: (m) => acks.push(m) }], waitUntil: (p) => (done = p) });
+  await done;
+  return acks;
+}
+
+/** Dispatches a fetch event; returns the response promise, or null when the worker let it pass. */
+function dispatch(request, mode) {
+  if (mode) Object.defineProperty(request, 'mode', { value: mode });
+  let response = null;
+  listeners.get('fetch')({ request, respondWith: (p) => (response = p) });
+  return response;
+}
+
+const credentialsMessage = (expiresInMs = 3600_000) => ({
+  type: 'credbroker:credentials',
+  credentials: {
+    accessKeyId: 'ASIA7',
+    secretAccessKey: 'secret-7',
+    sessionToken: 'token-7',
+    expiration: clock.now() + expiresInMs,
+  },
+  skewMs: 0,
+  region: 'eu-west-1',
+  service: 'execute-api',
+  signinUrl: '/signin',
+});
+
+test('without credentials a navigation is redirected to the sign-in page with ?next=', async () => {
+  await startWorker();
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/page?x=1`), 'navigate');
+  assert.equal(response.status, 303);
+  assert.equal(response.headers.get('location'), `${ORIGIN}/?next=%2Fapi%2Fapp%2Fpage%3Fx%3D1`);
+  assert.equal(gateway.calls.length, 0);
+});
+
+test('requests outside the scope pass through untouched', async () => {
+  assert.equal(dispatch(new Request(`${ORIGIN}/static/app.js`)), null);
+  assert.equal(dispatch(new Request('https://cdn.example/api/x.js')), null);
+});
+
+test('with credentials, a navigation is signed and re-sent with manual redirects', async () => {
+  const acks = await message(credentialsMessage());
+  assert.deepEqual(acks, [{ type: 'credbroker:stored' }]);
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+  assert.equal(response.status, 200, 'the gateway verified the signature');
+  const { init } = gateway.calls.at(-1);
+  assert.equal(init.mode, 'same-origin');
+  assert.equal(init.redirect, 'manual');
+  assert.match(new Headers(init.headers).get('authorization'), /^AWS4-HMAC-SHA256 Credential=ASIA7\//);
+});
+
+test('a multipart form post is signed over its exact bytes and keeps its content-type', async () => {
+  const form = new FormData();
+  form.append('note', 'hello');
+  form.append('upload', new Blob(['%PDF-1.7 bytes']), 'doc.pdf');
+  const request = new Request(`${ORIGIN}/api/app/upload`, { method: 'POST', body: form });
+  const contentType = request.headers.get('content-type');
+  const response = await dispatch(request, 'navigate');
+  assert.equal(response.status, 200);
+  const { init } = gateway.calls.at(-1);
+  const headers = new Headers(init.headers);
+  assert.equal(headers.get('content-type'), contentType);
+  assert.match(headers.get('authorization'), /SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,/);
+  const parsed = await new Response(init.body, { headers: { 'content-type': contentType } }).formData();
+  assert.equal(parsed.get('note'), 'hello');
+  assert.equal(await parsed.get('upload').text(), '%PDF-1.7 bytes');
+});
+
+test('an image (no-cors) request is signed too, as same-origin so Authorization survives', async () => {
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/logo.png`), 'no-cors');
+  assert.equal(response.status, 200);
+  assert.equal(gateway.calls.at(-1).init.mode, 'same-origin');
+});
+
+test('credentials survive a worker restart (IndexedDB)', async () => {
+  await startWorker();
+  const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.equal(response.status, 200);
+  assert.match(new Headers(gateway.calls.at(-1).init.headers).get('authorization'), /Credential=ASIA7\//);
+});
+
+test('expiring credentials: open pages are asked; without an answer, sign in again', async () => {
+  await message(credentialsMessage(2_000));
+  const asked = [];
+  pages.push({
+    postMessage: (data, [port]) => {
+      asked.push(data.type);
+      port.postMessage({ type: 'credbroker:no-credentials', reason: 'login_required' });
+    },
+  });
+  const before = gateway.calls.length;
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+  assert.deepEqual(asked, ['credbroker:need-credentials']);
+  assert.equal(response.status, 303);
+  assert.equal(new URL(response.headers.get('location')).pathname, '/signin');
+  assert.equal(gateway.calls.length, before);
+  pages.length = 0;
+});
+
+test('a page that answers with fresh credentials keeps requests flowing', async () => {
+  await message(credentialsMessage(2_000));
+  pages.push({ postMessage: (_data, [port]) => port.postMessage(credentialsMessage()) });
+  const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.equal(response.status, 200);
+  pages.length = 0;
+});
+
+test('after sign-out, fetches get a 401 problem and navigations go to sign-in', async () => {
+  await message({ type: 'credbroker:signout' });
+  const api = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.equal(api.status, 401);
+  assert.equal((await api.json()).code, 'signin_required');
+  const nav = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+  assert.equal(nav.status, 303);
+  assert.equal(idbData.get('current').credentials, null, 'the secret is gone from IndexedDB');
+});

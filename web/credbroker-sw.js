@@ -1,0 +1,184 @@
+// credbroker transparent mode: a module service worker that SigV4-signs every same-origin
+// request under its scope (navigations, form posts, images, scripts, fetch/XHR) with the
+// credentials the page hands it (client.enableTransparentMode()).
+//
+// - Credentials arrive by postMessage and are kept in IndexedDB, so a worker restarted by the
+//   browser still has them. They are deleted on sign-out and once expired.
+// - A navigation without usable credentials is redirected to the sign-in page
+//   (`signinUrl?next=<path>`), not answered with a JSON 403.
+// - Bodies are read as bytes, signed and re-sent with the same content-type (the multipart
+//   boundary included).
+// - Navigations are re-sent with `redirect: 'manual'`, so a redirect (a form's 303) comes back
+//   to the browser, which navigates again through this worker: the next hop is signed too.
+//   Subresource requests keep their redirect mode: a redirect they follow is not re-signed.
+// - Requests outside the scope's path or origin are not touched.
+
+import { createSigner, SigningKeyCache } from './sigv4.js';
+import { SkewClock, signedFetch } from './signed-fetch.js';
+
+const DB_NAME = 'credbroker-sw';
+const STORE = 'state';
+const STATE_KEY = 'current';
+/** Credentials this close to expiry are not used (the request could arrive after it). */
+const MIN_USABLE_MS = 5_000;
+/** How long to wait for an open page to supply fresh credentials. */
+const ASK_TIMEOUT_MS = 3_000;
+
+const clock = new SkewClock();
+const keyCache = new SigningKeyCache();
+// { credentials (null once signed out or expired), skewMs, region, service, signinUrl };
+// undefined until loaded from IndexedDB, null when nothing was ever stored.
+let state;
+let signer = null;
+
+self.addEventListener('install', (event) => event.waitUntil(self.skipWaiting()));
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener('message', (event) => {
+  // The page waits for this acknowledgement before navigating into the scope.
+  event.waitUntil(onMessage(event.data).finally(() => event.ports[0]?.postMessage({ type: 'credbroker:stored' })));
+});
+self.addEventListener('fetch', (event) => {
+  if (!inScope(new URL(event.request.url))) return;
+  event.respondWith(handle(event.request));
+});
+
+function inScope(url) {
+  const scope = new URL(self.registration.scope);
+  return url.origin === scope.origin && url.pathname.startsWith(scope.pathname);
+}
+
+async function onMessage(message) {
+  if (message?.type === 'credbroker:credentials') await save(fromMessage(message));
+  else if (message?.type === 'credbroker:signout') await forgetCredentials();
+}
+
+async function forgetCredentials() {
+  const current = await load();
+  if (current) await save({ ...current, credentials: null });
+}
+
+function fromMessage(message) {
+  const { accessKeyId, secretAccessKey, sessionToken, expiration } = message.credentials ?? {};
+  const valid = accessKeyId && secretAccessKey && Number.isFinite(expiration);
+  return {
+    credentials: valid ? { accessKeyId, secretAccessKey, sessionToken, expiration } : null,
+    skewMs: Number(message.skewMs) || 0,
+    region: String(message.region),
+    service: String(message.service ?? 'execute-api'),
+    signinUrl: String(message.signinUrl ?? '/'),
+  };
+}
+
+async function save(next) {
+  state = next;
+  signer = null;
+  keyCache.clear();
+  clock.skewMs = next.skewMs;
+  await idb('readwrite', (store) => store.put(next, STATE_KEY));
+}
+
+async function load() {
+  if (state === undefined) {
+    state = (await idb('readonly', (store) => store.get(STATE_KEY))) ?? null;
+    if (state) clock.skewMs = state.skewMs;
+  }
+  return state;
+}
+
+function usable(current) {
+  return !!current?.credentials && current.credentials.expiration - clock.now() > MIN_USABLE_MS;
+}
+
+/** Current state with usable credentials, asking open pages for fresh ones when needed. */
+async function currentState() {
+  const current = await load();
+  if (usable(current)) return current;
+  // Never signed in, or signed out: nobody to ask.
+  if (!current?.credentials) return current;
+  const answer = await askPages();
+  if (answer?.type === 'credbroker:credentials') await save(fromMessage(answer));
+  else await forgetCredentials();
+  return state;
+}
+
+// Pages running the library answer `need-credentials` (renewing first if due). Pages that do
+// not (server-rendered ones) stay silent, hence the timeout.
+async function askPages() {
+  const pages = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  if (pages.length === 0) return null;
+  return new Promise((resolve) => {
+    let waiting = pages.length;
+    const timer = setTimeout(() => resolve(null), ASK_TIMEOUT_MS);
+    for (const page of pages) {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = ({ data }) => {
+        waiting--;
+        if (data?.type === 'credbroker:credentials' || waiting === 0) {
+          clearTimeout(timer);
+          resolve(data);
+        }
+      };
+      page.postMessage({ type: 'credbroker:need-credentials' }, [channel.port2]);
+    }
+  });
+}
+
+function signerFor(current) {
+  signer ??= createSigner({ region: current.region, service: current.service, keyCache });
+  return signer;
+}
+
+async function handle(request) {
+  const current = await currentState();
+  if (!usable(current)) return signinRequired(request, current?.signinUrl ?? '/');
+  const navigation = request.mode === 'navigate';
+  return signedFetch(request, {
+    signer: signerFor(current),
+    credentials: async () => current.credentials,
+    clock,
+    fetch: (url, init) => fetch(url, init),
+    // The browser adds and rewrites headers on the way out (accept, sec-fetch-*...): sign only
+    // what is certain to arrive as it is.
+    signHeader: (name) => name.toLowerCase() === 'content-type',
+    // A Request cannot be re-sent as a navigation or as no-cors (which would drop Authorization).
+    mode: 'same-origin',
+    redirect: navigation ? 'manual' : request.redirect,
+    onSkew: (skewMs) => {
+      if (state) save({ ...state, skewMs });
+    },
+  });
+}
+
+function signinRequired(request, signinUrl) {
+  if (request.mode === 'navigate') {
+    const target = new URL(request.url);
+    const signin = new URL(signinUrl, self.location.origin);
+    signin.searchParams.set('next', target.pathname + target.search);
+    return Response.redirect(signin.href, 303);
+  }
+  return new Response(JSON.stringify({ type: 'about:blank', title: 'Sign-in required', status: 401, code: 'signin_required' }), {
+    status: 401,
+    headers: { 'content-type': 'application/problem+json' },
+  });
+}
+
+function idb(mode, operation) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(DB_NAME, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(STORE);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction(STORE, mode);
+      const request = operation(tx.objectStore(STORE));
+      tx.oncomplete = () => {
+        db.close();
+        resolve(request.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        reject(tx.error);
+      };
+    };
+  });
+}

@@ -1,0 +1,826 @@
+// credbroker browser client: OpenID sign-in, temporary AWS credentials from the broker, renewal,
+// SigV4-signed fetch and presigned URLs, and a signing service worker ("transparent mode").
+//
+// No dependencies, no build step: import it as an ES module.
+//
+//   import { createClient } from './credbroker.js';
+//   const client = createClient({ broker: 'https://auth.example.com', api: 'https://api.example.com/prod/' });
+//   await client.handleRedirect();            // on the page the provider redirects back to
+//   if (!client.session) await client.signIn('google');
+//   const res = await client.fetch('https://api.example.com/prod/items');
+//
+// Sign-in flows, chosen per provider from GET /auth/config:
+// - `publicClient: true` (Microsoft SPA, Salesforce, Cognito hosted UI, the dev provider, any
+//   OpenID provider that lets a browser redeem a code): authorization code + PKCE (S256), with
+//   `state` and `nonce`; the code is redeemed at the token endpoint from the browser.
+// - otherwise (Google web clients, whose token endpoint wants a client secret a page cannot
+//   keep): `response_type=id_token`, the implicit ID-token flow, answered in the URL fragment;
+//   the `nonce` binds the token to this sign-in.
+// Either way the ID token's signature, issuer, audience and expiry are verified by the broker;
+// the page only checks `state` (this sign-in was started here) and `nonce` (this token was
+// issued for it).
+//
+// Renewal, at expiration - max(60 s, 10% of the lifetime) in server time:
+// 1. a refresh token, if the provider gave one to the page (Microsoft with offline_access,
+//    Cognito, Salesforce with the refresh_token scope, the dev provider);
+// 2. else `prompt=none` in a hidden iframe (works where the provider's session cookie is
+//    readable in a frame: the dev provider, same-site providers; often blocked by third-party
+//    cookie rules for others);
+// 3. else a `signin-required` event. The library never navigates the page away by itself: the
+//    application decides when to call signIn() (a top-level redirect) without losing user state.
+//
+// Events (the client is an EventTarget): `credentials` (new credentials or signed out; detail:
+// the session summary or null), `expired` (credentials ran out unrenewed), `error` (detail:
+// the error), `signin-required` (detail: { reason }).
+//
+// Storage: credentials live in memory and in sessionStorage (per tab, gone with the tab);
+// `storage: 'local'` opts into localStorage, `storage: 'memory'` keeps them in memory only.
+// Sign-in flow state always goes to sessionStorage.
+
+import { createSigner, SigningKeyCache, toBytes, MAX_PRESIGN_SECONDS } from './sigv4.js';
+import { SkewClock, signedFetch } from './signed-fetch.js';
+
+const SESSION_KEY = 'credbroker.session';
+const FLOW_PREFIX = 'credbroker.flow.';
+/** A sign-in that takes longer than this (user at the provider's page) is forgotten. */
+const FLOW_TTL_MS = 15 * 60_000;
+const MIN_RENEW_LEAD_MS = 60_000;
+const RENEW_LEAD_FRACTION = 0.1;
+/** Credentials this close to expiry are not handed out: a request signed now could arrive late. */
+const MIN_USABLE_MS = 5_000;
+const RENEW_RETRY_MS = 30_000;
+const SILENT_TIMEOUT_MS = 10_000;
+const WORKER_ACK_TIMEOUT_MS = 1_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_JSON_BYTES = 256 * 1024;
+const SIGNIN_REQUIRED_ERRORS = new Set([
+  'login_required', 'interaction_required', 'consent_required', 'account_selection_required',
+  'invalid_grant', 'silent_timeout', 'no_silent_renewal', 'not_signed_in',
+]);
+
+/** An error with a machine-readable `code` (the broker's problem `code`, an OAuth `error`...). */
+export class CredbrokerError extends Error {
+  constructor(code, message, { status, cause } = {}) {
+    super(message, { cause });
+    this.name = 'CredbrokerError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Creates a client; see CredbrokerClient for the options. */
+export function createClient(options) {
+  return new CredbrokerClient(options);
+}
+
+/**
+ * Options:
+ * - `broker` (required): the broker's base URL.
+ * - `api`: URL prefix(es) whose requests may be signed (default: the broker's origin). Nothing
+ *   else is ever signed, so signatures cannot leak to third parties.
+ * - `region` (default: from /auth/config), `service` (default `execute-api`).
+ * - `storage`: 'session' (default), 'local', 'memory', or a Storage-like object.
+ * - `redirectUri` (default: this page without query or fragment), `silentRedirectUri` (for the
+ *   prompt=none iframe; default `redirectUri`; a blank page such as silent.html is lighter).
+ * - `scope`: OpenID scopes (default `openid email profile`, plus what each kind needs for a
+ *   refresh token); `clientIds`: { providerName: clientId } (default: the first from config).
+ * - `signBody`: also send x-amz-content-sha256.
+ * - Injectable for tests and other runtimes: `fetch`, `now` (ms), `setTimeout`, `clearTimeout`,
+ *   `window` (location, history, document, navigator, sessionStorage, localStorage),
+ *   `flowStorage`.
+ */
+export class CredbrokerClient extends EventTarget {
+  #options;
+  #env;
+  #clock;
+  #keyCache = new SigningKeyCache();
+  #configPromise = null;
+  #signer = null;
+  #session = null;
+  #renewing = null;
+  #timers = new Set();
+  #apiPrefixes;
+  #worker = null;
+  #workerListening = false;
+
+  constructor(options) {
+    super();
+    if (!options?.broker) throw new TypeError('createClient needs { broker }');
+    const win = options.window ?? globalThis;
+    this.#options = {
+      service: 'execute-api',
+      scope: 'openid email profile',
+      clientIds: {},
+      ...options,
+      broker: new URL(options.broker, win.location?.href),
+    };
+    this.#env = {
+      window: win,
+      fetch: options.fetch ?? ((...args) => globalThis.fetch(...args)),
+      setTimeout: options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms)),
+      clearTimeout: options.clearTimeout ?? ((id) => globalThis.clearTimeout(id)),
+      storage: pickStorage(options.storage ?? 'session', win),
+      flowStorage: options.flowStorage ?? win.sessionStorage,
+      // A copy of the app loaded in the silent-renewal iframe must neither act on the callback
+      // nor run its own renewals: the parent does both.
+      embedded: win.top !== undefined && win.top !== win.self,
+    };
+    this.#clock = new SkewClock(options.now ?? (() => Date.now()));
+    this.#apiPrefixes = [options.api ?? this.#options.broker.origin + '/'].flat().map((p) => new URL(p));
+    this.#restore();
+  }
+
+  // ---- configuration -------------------------------------------------------------------
+
+  /** GET {broker}/auth/config, fetched once (a failure is retried on the next call). */
+  config() {
+    this.#configPromise ??= this.#loadConfig().catch((error) => {
+      this.#configPromise = null;
+      throw error;
+    });
+    return this.#configPromise;
+  }
+
+  async #loadConfig() {
+    const sentAt = this.#clock.localNow();
+    const response = await this.#env.fetch(new URL('auth/config', this.#brokerBase()).href, {
+      headers: { accept: 'application/json' },
+    });
+    const config = await readJson(response);
+    if (!response.ok) throw problemError(config, response.status, 'config_failed');
+    if (!Array.isArray(config.providers)) throw new CredbrokerError('bad_config', '/auth/config has no providers');
+    this.#clock.observe(Date.parse(config.serverTime), sentAt, this.#clock.localNow());
+    return config;
+  }
+
+  #brokerBase() {
+    const base = this.#options.broker.href;
+    return base.endsWith('/') ? base : base + '/';
+  }
+
+  async #provider(name) {
+    const provider = (await this.config()).providers.find((p) => p.name === name);
+    if (!provider) throw new CredbrokerError('unknown_provider', `no provider named ${name} in /auth/config`);
+    return provider;
+  }
+
+  async #getSigner() {
+    if (!this.#signer) {
+      const region = this.#options.region ?? (await this.config()).region;
+      this.#signer = createSigner({ region, service: this.#options.service, keyCache: this.#keyCache });
+    }
+    return this.#signer;
+  }
+
+  // ---- state -----------------------------------------------------------------------------
+
+  /** Who is signed in, without secrets (null when signed out). */
+  get session() {
+    const s = this.#session;
+    if (!s) return null;
+    return {
+      identityId: s.identityId,
+      provider: s.provider,
+      subject: s.subject,
+      claims: s.claims,
+      expiration: new Date(s.credentials.expiration),
+    };
+  }
+
+  /** Server time in ms (local clock corrected by the measured skew). */
+  serverNow() {
+    return this.#clock.now();
+  }
+
+  /** Measured clock skew (server - local), in ms. */
+  get skewMs() {
+    return this.#clock.skewMs;
+  }
+
+  /** When (server time, ms) renewal is due, or null when signed out. */
+  get renewAt() {
+    const s = this.#session;
+    if (!s) return null;
+    const lifetime = Math.max(0, s.credentials.expiration - s.issuedAt);
+    return s.credentials.expiration - Math.max(MIN_RENEW_LEAD_MS, lifetime * RENEW_LEAD_FRACTION);
+  }
+
+  #restore() {
+    const saved = safeParse(this.#env.storage?.getItem(SESSION_KEY));
+    if (!saved?.credentials?.expiration || saved.credentials.expiration <= this.#clock.localNow() + saved.skewMs) {
+      this.#env.storage?.removeItem(SESSION_KEY);
+      return;
+    }
+    this.#clock.skewMs = saved.skewMs ?? 0;
+    this.#session = saved;
+    this.#schedule();
+  }
+
+  #persist() {
+    if (!this.#session) return;
+    this.#session.skewMs = this.#clock.skewMs;
+    this.#env.storage?.setItem(SESSION_KEY, JSON.stringify(this.#session));
+  }
+
+  #setSession(session) {
+    this.#session = session;
+    this.#persist();
+    this.#schedule();
+    this.#emit('credentials', this.session);
+    this.#postToWorker();
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // ---- timers ------------------------------------------------------------------------------
+
+  #timer(delayMs, fn) {
+    const id = this.#env.setTimeout(() => {
+      this.#timers.delete(id);
+      fn();
+    }, Math.min(Math.max(0, delayMs), MAX_TIMER_MS));
+    this.#timers.add(id);
+  }
+
+  #clearTimers() {
+    for (const id of this.#timers) this.#env.clearTimeout(id);
+    this.#timers.clear();
+  }
+
+  #schedule() {
+    this.#clearTimers();
+    if (!this.#session || this.#env.embedded) return;
+    const now = this.#clock.now();
+    this.#timer(this.renewAt - now, () => this.#renewInBackground());
+    this.#timer(this.#session.credentials.expiration - now, () => this.#expire());
+  }
+
+  #renewInBackground() {
+    this.renew().catch((error) => {
+      const s = this.#session;
+      if (!s || SIGNIN_REQUIRED_ERRORS.has(error.code)) return;
+      // A network or broker hiccup: try again while the current credentials still work.
+      const left = s.credentials.expiration - this.#clock.now();
+      if (left > 2 * MIN_USABLE_MS) this.#timer(Math.min(RENEW_RETRY_MS, left / 2), () => this.#renewInBackground());
+    });
+  }
+
+  #expire() {
+    const s = this.#session;
+    if (!s || s.credentials.expiration > this.#clock.now() + MIN_USABLE_MS) return;
+    this.#clearSession();
+    this.#emit('expired', null);
+    this.#emit('credentials', null);
+  }
+
+  #clearSession() {
+    this.#session = null;
+    this.#clearTimers();
+    this.#keyCache.clear();
+    this.#env.storage?.removeItem(SESSION_KEY);
+    this.#postToWorker();
+  }
+
+  // ---- credentials -------------------------------------------------------------------------
+
+  /**
+   * Current credentials `{ accessKeyId, secretAccessKey, sessionToken, expiration: Date }`,
+   * renewed first when renewal is due. Concurrent callers share one renewal. Rejects with a
+   * CredbrokerError (code `not_signed_in`, `login_required`...) when there are none.
+   */
+  async credentials() {
+    if (!this.#session) throw new CredbrokerError('not_signed_in', 'sign in first');
+    if (this.#clock.now() >= this.renewAt) {
+      try {
+        await this.renew();
+      } catch (error) {
+        if (!this.#usable()) throw error;
+      }
+    }
+    if (!this.#usable()) throw new CredbrokerError('expired', 'the credentials have expired; sign in again');
+    const { accessKeyId, secretAccessKey, sessionToken, expiration } = this.#session.credentials;
+    return { accessKeyId, secretAccessKey, sessionToken, expiration: new Date(expiration) };
+  }
+
+  #usable() {
+    return !!this.#session && this.#session.credentials.expiration - this.#clock.now() > MIN_USABLE_MS;
+  }
+
+  /** Renews now (shared by concurrent callers): refresh token, else silent iframe. */
+  renew() {
+    this.#renewing ??= this.#renewOnce().finally(() => {
+      this.#renewing = null;
+    });
+    return this.#renewing;
+  }
+
+  async #renewOnce() {
+    const s = this.#session;
+    try {
+      if (!s) throw new CredbrokerError('not_signed_in', 'sign in first');
+      const provider = await this.#provider(s.provider);
+      let tokens = null;
+      if (s.refreshToken) tokens = await this.#refresh(provider, s.refreshToken);
+      tokens ??= await this.#silentAuthorize(provider);
+      if (this.#session !== s) throw new CredbrokerError('not_signed_in', 'signed out during renewal');
+      return await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token ?? s.refreshToken);
+    } catch (error) {
+      this.#emit('error', error);
+      if (SIGNIN_REQUIRED_ERRORS.has(error.code)) this.#emit('signin-required', { reason: error.code });
+      throw error;
+    }
+  }
+
+  async #refresh(provider, refreshToken) {
+    try {
+      const tokens = await this.#tokenRequest(provider, {
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+        client_id: this.#clientId(provider),
+      });
+      return tokens.id_token ? tokens : null;
+    } catch (error) {
+      // A refused refresh token (revoked, rotated elsewhere) still leaves the silent route.
+      if (error.code === 'invalid_grant') return null;
+      throw error;
+    }
+  }
+
+  // ---- sign-in -----------------------------------------------------------------------------
+
+  /**
+   * Starts a sign-in: redirects this tab to the provider's authorization endpoint. Options:
+   * `returnTo` (same-origin URL to land on afterwards, default: here), `prompt`, `loginHint`.
+   */
+  async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
+    const provider = await this.#provider(providerName);
+    const flow = await this.#newFlow(provider, this.#redirectUri());
+    flow.returnTo = this.#sameOriginOr(returnTo ?? this.#env.window.location.href, '/');
+    this.#pruneFlows();
+    this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
+    this.#env.window.location.assign(this.#authorizationUrl(provider, flow, { prompt, loginHint }));
+  }
+
+  async #newFlow(provider, redirectUri) {
+    const mode = provider.publicClient ? 'code' : 'id_token';
+    const flow = {
+      provider: provider.name,
+      mode,
+      state: randomToken(),
+      nonce: randomToken(),
+      redirectUri,
+      createdAt: this.#clock.localNow(),
+    };
+    if (mode === 'code') {
+      flow.verifier = randomToken();
+      flow.challenge = await pkceChallenge(flow.verifier);
+    }
+    return flow;
+  }
+
+  #authorizationUrl(provider, flow, { prompt, loginHint } = {}) {
+    const url = new URL(provider.authorizationEndpoint);
+    const params = {
+      client_id: this.#clientId(provider),
+      redirect_uri: flow.redirectUri,
+      response_type: flow.mode,
+      scope: this.#scopeFor(provider),
+      state: flow.state,
+      nonce: flow.nonce,
+    };
+    if (flow.challenge) Object.assign(params, { code_challenge: flow.challenge, code_challenge_method: 'S256' });
+    if (prompt) params.prompt = prompt;
+    if (loginHint) params.login_hint = loginHint;
+    for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+    return url.href;
+  }
+
+  #scopeFor(provider) {
+    if (typeof this.#options.scope === 'object') return this.#options.scope[provider.name] ?? 'openid';
+    // Without these, Microsoft and Salesforce give the page no refresh token.
+    const extra = { microsoft: ' offline_access', salesforce: ' refresh_token' }[provider.kind] ?? '';
+    return this.#options.scope + extra;
+  }
+
+  #clientId(provider) {
+    const id = this.#options.clientIds[provider.name] ?? provider.clientIds?.[0];
+    if (!id) throw new CredbrokerError('bad_config', `no client id for provider ${provider.name}`);
+    return id;
+  }
+
+  #redirectUri() {
+    if (this.#options.redirectUri) return new URL(this.#options.redirectUri, this.#env.window.location.href).href;
+    const here = new URL(this.#env.window.location.href);
+    return here.origin + here.pathname;
+  }
+
+  #sameOriginOr(url, fallback) {
+    try {
+      const here = new URL(this.#env.window.location.href);
+      const target = new URL(url, here);
+      return target.origin === here.origin ? target.href : fallback;
+    } catch {
+      return fallback;
+    }
+  }
+
+  #pruneFlows() {
+    const store = this.#env.flowStorage;
+    const cutoff = this.#clock.localNow() - FLOW_TTL_MS;
+    for (let i = store.length - 1; i >= 0; i--) {
+      const key = store.key(i);
+      if (key?.startsWith(FLOW_PREFIX) && !(safeParse(store.getItem(key))?.createdAt > cutoff)) store.removeItem(key);
+    }
+  }
+
+  /**
+   * Finishes a sign-in on the redirect page: checks `state` against the flow this tab started,
+   * redeems the code (PKCE) or takes the fragment's ID token, checks its `nonce`, exchanges it at
+   * the broker, stores the credentials and puts back the URL the user was on. Returns the
+   * session summary plus `returnTo`, or null when `url` is not a sign-in callback.
+   */
+  async handleRedirect(url = this.#env.window.location.href) {
+    if (this.#env.embedded) return null;
+    const params = callbackParams(new URL(url));
+    if (!params) return null;
+    try {
+      const flow = this.#takeFlow(params.get('state'));
+      const error = params.get('error');
+      if (error) throw new CredbrokerError(error, params.get('error_description') ?? `the provider answered ${error}`);
+      const provider = await this.#provider(flow.provider);
+      const tokens = await this.#tokensFromCallback(provider, flow, params);
+      checkNonce(tokens.id_token, flow.nonce);
+      await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
+      this.#restoreLocation(url, flow.returnTo);
+      return { ...this.session, returnTo: flow.returnTo };
+    } catch (error) {
+      // Leave no code or token in the address bar, success or not.
+      this.#env.window.history?.replaceState(null, '', stripCallback(new URL(url)));
+      this.#emit('error', error);
+      throw error;
+    }
+  }
+
+  #takeFlow(state) {
+    const key = FLOW_PREFIX + state;
+    const flow = state ? safeParse(this.#env.flowStorage.getItem(key)) : null;
+    if (!flow || flow.state !== state) {
+      throw new CredbrokerError('state_mismatch', 'this sign-in answer matches no sign-in started in this tab');
+    }
+    // One use only: a replayed callback URL finds nothing.
+    this.#env.flowStorage.removeItem(key);
+    if (this.#clock.localNow() - flow.createdAt > FLOW_TTL_MS) {
+      throw new CredbrokerError('flow_expired', 'the sign-in took too long; start again');
+    }
+    return flow;
+  }
+
+  async #tokensFromCallback(provider, flow, params) {
+    if (flow.mode === 'id_token') {
+      const idToken = params.get('id_token');
+      if (!idToken) throw new CredbrokerError('no_id_token', 'the provider returned no ID token');
+      return { id_token: idToken };
+    }
+    const code = params.get('code');
+    if (!code) throw new CredbrokerError('no_code', 'the provider returned no authorization code');
+    const tokens = await this.#tokenRequest(provider, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: flow.redirectUri,
+      client_id: this.#clientId(provider),
+      code_verifier: flow.verifier,
+    });
+    if (!tokens.id_token) throw new CredbrokerError('no_id_token', 'the token endpoint returned no ID token');
+    return tokens;
+  }
+
+  async #tokenRequest(provider, form) {
+    const response = await this.#env.fetch(provider.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams(form).toString(),
+    });
+    const body = await readJson(response);
+    if (!response.ok) {
+      throw new CredbrokerError(body.error ?? 'token_error', body.error_description ?? `token endpoint answered ${response.status}`, {
+        status: response.status,
+      });
+    }
+    return body;
+  }
+
+  // Back on the page the user was on: without a reload when it is this very page.
+  #restoreLocation(callbackUrl, returnTo) {
+    const here = new URL(callbackUrl);
+    const target = new URL(returnTo, here);
+    if (target.origin + target.pathname === here.origin + here.pathname) {
+      this.#env.window.history?.replaceState(null, '', target.href);
+    } else {
+      this.#env.window.location.replace(target.href);
+    }
+  }
+
+  /**
+   * Exchanges an ID token at the broker (POST {broker}/auth/signin/{provider}) and makes the
+   * result the current session. For apps that obtain ID tokens themselves (Google Identity
+   * Services, a native bridge...).
+   */
+  async signInWithIdToken(providerName, idToken) {
+    const provider = await this.#provider(providerName);
+    return this.#finishSignIn(provider, idToken);
+  }
+
+  async #finishSignIn(provider, idToken, refreshToken) {
+    const config = await this.config();
+    const path = (config.signinPath ?? '/auth/signin/{provider}').replace('{provider}', encodeURIComponent(provider.name));
+    const sentAt = this.#clock.localNow();
+    const response = await this.#env.fetch(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ id_token: idToken }),
+    });
+    const body = await readJson(response);
+    if (!response.ok) throw problemError(body, response.status, 'signin_failed');
+    this.#clock.observe(Date.parse(body.serverTime), sentAt, this.#clock.localNow());
+    const expiration = Date.parse(body.credentials?.expiration);
+    if (!body.credentials?.accessKeyId || !Number.isFinite(expiration)) {
+      throw new CredbrokerError('bad_response', 'the broker answered without usable credentials');
+    }
+    const { accessKeyId, secretAccessKey, sessionToken } = body.credentials;
+    this.#setSession({
+      identityId: body.identityId,
+      provider: body.provider ?? provider.name,
+      subject: body.subject,
+      claims: body.claims ?? {},
+      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration },
+      issuedAt: Date.parse(body.serverTime) || this.#clock.now(),
+      refreshToken,
+      skewMs: this.#clock.skewMs,
+    });
+    return this.session;
+  }
+
+  /** Signs out of the broker session in this tab (and the service worker); the provider's own session stays. */
+  signOut() {
+    const wasSignedIn = !!this.#session;
+    this.#clearSession();
+    if (wasSignedIn) this.#emit('credentials', null);
+  }
+
+  // ---- silent renewal (prompt=none in a hidden iframe) -------------------------------------
+
+  async #silentAuthorize(provider) {
+    const doc = this.#env.window.document;
+    if (!doc?.createElement) throw new CredbrokerError('no_silent_renewal', 'no document to renew in');
+    const redirectUri = this.#options.silentRedirectUri
+      ? new URL(this.#options.silentRedirectUri, this.#env.window.location.href).href
+      : this.#redirectUri();
+    const flow = await this.#newFlow(provider, redirectUri);
+    const params = await this.#runFrame(doc, this.#authorizationUrl(provider, flow, { prompt: 'none' }), redirectUri);
+    if (params.get('state') !== flow.state) throw new CredbrokerError('state_mismatch', 'silent renewal answered for another request');
+    const error = params.get('error');
+    if (error) throw new CredbrokerError(error, params.get('error_description') ?? `silent renewal: ${error}`);
+    const tokens = await this.#tokensFromCallback(provider, flow, params);
+    checkNonce(tokens.id_token, flow.nonce);
+    return tokens;
+  }
+
+  #runFrame(doc, src, redirectUri) {
+    return new Promise((resolve, reject) => {
+      const frame = doc.createElement('iframe');
+      frame.hidden = true;
+      frame.setAttribute('aria-hidden', 'true');
+      frame.title = 'credbroker silent renewal';
+      const done = (fn, value) => {
+        this.#env.clearTimeout(timeout);
+        frame.remove();
+        fn(value);
+      };
+      const timeout = this.#env.setTimeout(
+        () => done(reject, new CredbrokerError('silent_timeout', 'silent renewal got no answer')),
+        SILENT_TIMEOUT_MS,
+      );
+      frame.addEventListener('load', () => {
+        let href;
+        try {
+          href = frame.contentWindow.location.href; // throws while on the provider's origin
+        } catch {
+          return;
+        }
+        const landed = new URL(href);
+        if (landed.origin + landed.pathname !== redirectUri.replace(/[?#].*$/, '')) return;
+        const params = callbackParams(landed);
+        if (params) done(resolve, params);
+      });
+      frame.src = src;
+      doc.body.append(frame);
+    });
+  }
+
+  // ---- signed requests ---------------------------------------------------------------------
+
+  /** Whether requests to `url` may be signed (it is under a configured API prefix). */
+  isApiUrl(url) {
+    const target = new URL(url, this.#env.window.location?.href);
+    return this.#apiPrefixes.some((p) => target.origin === p.origin && target.pathname.startsWith(p.pathname));
+  }
+
+  /**
+   * fetch(), SigV4-signed with the current credentials (Authorization header). Bodies of every
+   * kind fetch accepts are read to their exact bytes, hashed and sent as signed. Throws for URLs
+   * outside the configured API prefixes instead of sending a signature there.
+   */
+  async fetch(input, init) {
+    const request = new Request(input instanceof Request ? input : new URL(input, this.#env.window.location?.href), init);
+    if (!this.isApiUrl(request.url)) {
+      throw new CredbrokerError('not_api_url', `refusing to sign a request to ${new URL(request.url).origin}: not a configured API URL`);
+    }
+    return signedFetch(request, {
+      signer: await this.#getSigner(),
+      credentials: () => this.credentials(),
+      clock: this.#clock,
+      fetch: this.#env.fetch,
+      signBody: this.#options.signBody,
+      onSkew: () => this.#persist(),
+    });
+  }
+
+  /** A presigned (query-signed) GET URL, valid `expires` seconds (default 300). */
+  async presign(url, { expires = 300, method = 'GET' } = {}) {
+    const target = new URL(url, this.#env.window.location?.href);
+    if (!this.isApiUrl(target)) throw new CredbrokerError('not_api_url', `refusing to presign a URL on ${target.origin}`);
+    const signer = await this.#getSigner();
+    const signed = await signer.presign(
+      { method, host: target.host, path: target.pathname, query: target.search },
+      await this.credentials(),
+      new Date(this.#clock.now()),
+      Math.min(expires, MAX_PRESIGN_SECONDS),
+    );
+    return `${target.origin}${target.pathname}?${signed.query}${target.hash}`;
+  }
+
+  // ---- transparent mode (service worker) ---------------------------------------------------
+
+  /**
+   * Registers credbroker-sw.js for `scope` and keeps it supplied with credentials: every
+   * same-origin request under the scope (navigations, forms, images, scripts, fetch) is then
+   * signed by the worker. `signinUrl` is where the worker sends navigations that have no valid
+   * credentials (with `?next=`). Needs module service workers.
+   */
+  async enableTransparentMode({ scope = '/api/', script = new URL('./credbroker-sw.js', import.meta.url), signinUrl = '/' } = {}) {
+    const container = this.#env.window.navigator?.serviceWorker;
+    if (!container) throw new CredbrokerError('no_service_worker', 'service workers are unavailable here');
+    const registration = await container.register(script, { scope, type: 'module' });
+    this.#worker = { worker: await activeWorker(registration), signinUrl };
+    if (!this.#workerListening) {
+      this.#workerListening = true;
+      container.addEventListener('message', (event) => this.#answerWorker(event));
+      container.startMessages?.();
+    }
+    await this.#postToWorker();
+    return registration;
+  }
+
+  // The worker asks when its credentials are about to run out and no page has pushed new ones.
+  async #answerWorker(event) {
+    if (event.data?.type !== 'credbroker:need-credentials' || !event.ports?.[0]) return;
+    try {
+      await this.credentials();
+      event.ports[0].postMessage(await this.#workerMessage());
+    } catch (error) {
+      event.ports[0].postMessage({ type: 'credbroker:no-credentials', reason: error.code ?? 'error' });
+    }
+  }
+
+  async #workerMessage() {
+    const s = this.#session;
+    if (!s) return { type: 'credbroker:signout' };
+    const signer = await this.#getSigner();
+    return {
+      type: 'credbroker:credentials',
+      credentials: s.credentials,
+      skewMs: this.#clock.skewMs,
+      region: signer.region,
+      service: signer.service,
+      signinUrl: this.#worker?.signinUrl ?? '/',
+    };
+  }
+
+  // Resolves once the worker has stored the message (or after a second, if it never says so),
+  // so a navigation right after enableTransparentMode() finds the credentials there.
+  async #postToWorker() {
+    if (!this.#worker) return;
+    try {
+      const message = await this.#workerMessage();
+      const channel = new MessageChannel();
+      await new Promise((resolve) => {
+        const timer = this.#env.setTimeout(resolve, WORKER_ACK_TIMEOUT_MS);
+        channel.port1.onmessage = () => {
+          this.#env.clearTimeout(timer);
+          resolve();
+        };
+        this.#worker.worker.postMessage(message, [channel.port2]);
+      });
+      channel.port1.close();
+    } catch (error) {
+      this.#emit('error', error);
+    }
+  }
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+function pickStorage(storage, win) {
+  if (storage === 'session') return win.sessionStorage ?? null;
+  if (storage === 'local') return win.localStorage ?? null;
+  if (storage === 'memory') return null;
+  return storage;
+}
+
+function activeWorker(registration) {
+  if (registration.active) return Promise.resolve(registration.active);
+  const pending = registration.installing ?? registration.waiting;
+  return new Promise((resolve, reject) => {
+    pending.addEventListener('statechange', function onChange() {
+      if (pending.state === 'activated') resolve(pending);
+      else if (pending.state === 'redundant') reject(new CredbrokerError('worker_failed', 'the service worker failed to install'));
+    });
+  });
+}
+
+/** 32 random bytes, base64url (43 characters): unguessable `state`, `nonce` and PKCE verifier. */
+function randomToken() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+function base64url(bytes) {
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The PKCE S256 code challenge of a verifier. */
+export async function pkceChallenge(verifier) {
+  return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', toBytes(verifier))));
+}
+
+/** The claims of a JWT, decoded without verification (the broker verifies). */
+export function decodeJwtPayload(token) {
+  const part = String(token).split('.')[1];
+  if (!part) throw new CredbrokerError('bad_id_token', 'the ID token is not a JWT');
+  try {
+    const binary = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+  } catch (cause) {
+    throw new CredbrokerError('bad_id_token', 'the ID token payload is not JSON', { cause });
+  }
+}
+
+function checkNonce(idToken, nonce) {
+  if (decodeJwtPayload(idToken).nonce !== nonce) {
+    throw new CredbrokerError('nonce_mismatch', 'the ID token was not issued for this sign-in');
+  }
+}
+
+const CALLBACK_PARAMS = ['code', 'state', 'id_token', 'access_token', 'token_type', 'expires_in', 'scope',
+  'session_state', 'error', 'error_description', 'error_uri', 'iss', 'authuser', 'hd', 'prompt'];
+
+/** The OAuth answer in a URL (query for the code flow, fragment for the implicit one), or null. */
+function callbackParams(url) {
+  for (const params of [new URLSearchParams(url.hash.slice(1)), url.searchParams]) {
+    if (params.has('state') && (params.has('code') || params.has('id_token') || params.has('error'))) return params;
+  }
+  return null;
+}
+
+function stripCallback(url) {
+  for (const name of CALLBACK_PARAMS) url.searchParams.delete(name);
+  url.hash = '';
+  return url.href;
+}
+
+function safeParse(text) {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function readJson(response) {
+  const text = await response.text();
+  if (text.length > MAX_JSON_BYTES) throw new CredbrokerError('bad_response', `response over ${MAX_JSON_BYTES} bytes`);
+  try {
+    return text ? JSON.parse(text) : {};
+  } catch {
+    throw new CredbrokerError('bad_response', `expected JSON, got ${response.headers.get('content-type') ?? 'no content type'}`, {
+      status: response.status,
+    });
+  }
+}
+
+function problemError(problem, status, fallbackCode) {
+  return new CredbrokerError(problem.code ?? fallbackCode, problem.detail ?? problem.title ?? `HTTP ${status}`, { status });
+}

@@ -1,0 +1,164 @@
+// The demo page: sign in with any provider from /auth/config, watch the credentials, call the
+// API with client.fetch(), and browse /api/app/ through the signing service worker.
+import { createClient } from './credbroker.js';
+
+const $ = (id) => document.getElementById(id);
+const client = createClient({ broker: location.origin, api: `${location.origin}/api/` });
+let transparent = false;
+let countdownTimer = 0;
+
+// Where the service worker sent us from (`?next=`): a same-origin path only.
+function nextPath() {
+  const next = new URLSearchParams(location.search).get('next');
+  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+}
+
+function show(id, visible) {
+  $(id).hidden = !visible;
+}
+
+function showError(error) {
+  $('error').textContent = error ? `${error.message}${error.code ? ` (${error.code})` : ''}` : '';
+  show('error', !!error);
+}
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+function formatDuration(ms) {
+  if (ms <= 0) return 'expired';
+  const total = Math.floor(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, '0');
+  return h ? `${h} h ${String(m).padStart(2, '0')} min ${s} s` : `${m} min ${s} s`;
+}
+
+function tick() {
+  const session = client.session;
+  if (!session) return;
+  const left = session.expiration.getTime() - client.serverNow();
+  const countdown = $('countdown');
+  countdown.textContent = formatDuration(left);
+  countdown.dateTime = session.expiration.toISOString();
+  countdown.title = session.expiration.toLocaleString();
+}
+
+function render() {
+  const session = client.session;
+  show('signin', !session);
+  show('session', !!session);
+  clearInterval(countdownTimer);
+  if (!session) {
+    setStatus('Not signed in.');
+    return;
+  }
+  setStatus(`Signed in as ${session.claims?.email ?? session.subject}.`);
+  $('identity-id').textContent = session.identityId;
+  $('provider').textContent = session.provider;
+  $('subject').textContent = session.subject;
+  $('skew').textContent = `${(client.skewMs / 1000).toFixed(1)} s (server minus this device)`;
+  $('app-link').setAttribute('aria-disabled', String(!transparent));
+  tick();
+  countdownTimer = setInterval(tick, 1000);
+}
+
+function renderProviders(providers) {
+  const list = $('providers');
+  list.replaceChildren(
+    ...providers.map((provider) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = `Sign in with ${provider.name}`;
+      button.title = `${provider.kind} · ${provider.issuer}`;
+      button.addEventListener('click', () => {
+        button.disabled = true;
+        // The default returnTo is this URL, ?next= included: after sign-in we continue there.
+        client.signIn(provider.name).catch((error) => {
+          button.disabled = false;
+          showError(error);
+        });
+      });
+      return button;
+    }),
+  );
+  if (providers.length === 0) list.textContent = 'The broker has no providers configured.';
+}
+
+async function enableTransparentMode() {
+  try {
+    await client.enableTransparentMode({ scope: '/api/', signinUrl: '/' });
+    transparent = true;
+    $('transparent').textContent = 'Transparent mode is on: pages under /api/ are signed by the service worker.';
+  } catch (error) {
+    $('transparent').textContent = `Transparent mode unavailable: ${error.message}`;
+  }
+  render();
+}
+
+async function callWhoami() {
+  const button = $('whoami');
+  button.disabled = true;
+  try {
+    const response = await client.fetch('/api/whoami');
+    const text = await response.text();
+    let body = text;
+    try {
+      body = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      // Not JSON: show it as it came.
+    }
+    $('output').textContent = `HTTP ${response.status}\n${body}`;
+    show('output', true);
+    showError(null);
+  } catch (error) {
+    showError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function main() {
+  client.addEventListener('credentials', render);
+  client.addEventListener('expired', () => {
+    render();
+    showError({ message: 'Your credentials expired. Sign in again.' });
+  });
+  client.addEventListener('signin-required', () =>
+    showError({ message: 'Your session could not be renewed silently; sign in again before it expires.' }),
+  );
+  $('whoami').addEventListener('click', callWhoami);
+  $('signout').addEventListener('click', () => {
+    client.signOut();
+    $('output').textContent = '';
+    show('output', false);
+  });
+
+  try {
+    await client.handleRedirect();
+  } catch (error) {
+    showError(error);
+  }
+  try {
+    renderProviders((await client.config()).providers);
+  } catch (error) {
+    setStatus('Cannot reach the broker.');
+    showError(error);
+    return;
+  }
+  render();
+  if (client.session) {
+    await enableTransparentMode();
+    const next = nextPath();
+    if (next && transparent) location.replace(next);
+  } else if (nextPath()) {
+    setStatus(`Sign in to continue to ${nextPath()}.`);
+  }
+  client.addEventListener('credentials', () => {
+    if (client.session && !transparent) enableTransparentMode();
+  });
+}
+
+// In the silent-renewal iframe the parent page does the work: this copy stays inert.
+if (window.top === window.self) main();
