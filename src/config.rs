@@ -116,7 +116,7 @@ pub struct IdentityPoolConfig {
 }
 
 fn default_pool_attempt_timeout() -> u64 {
-    3
+    2
 }
 
 fn default_pool_max_attempts() -> u32 {

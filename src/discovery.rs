@@ -1,6 +1,8 @@
 //! OpenID Connect Discovery 1.0: the provider metadata document, fetched lazily and cached.
 //!
-//! OWNER: helper "token+jwks". Contract (keep these signatures).
+//! The document is fetched with the same bounds as a JWKS (timeout, size, https or loopback http)
+//! and kept for the life of the process once it checks out; failures are remembered for the
+//! cooldown so a down IdP costs one request per cooldown, not one per sign-in.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

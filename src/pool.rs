@@ -27,8 +27,10 @@
 //! ```
 //!
 //! (see [`call_time_bound`]). A sign-in makes two calls, so the identity pool costs a sign-in
-//! at most `2 × call_bound`: 22 s with the defaults (3 attempts of 3 s: 2 × (9 s + 2 s)), and
-//! 2 × (300 s + 9 s) at the configuration's extreme of 10 attempts of 30 s.
+//! at most `2 × call_bound`: 16 s with the defaults (3 attempts of 2 s: 2 × (6 s + 2 s)) — inside
+//! API Gateway's 29 s integration limit even after a 5 s JWKS fetch — and
+//! 2 × (300 s + 9 s) at the configuration's extreme of 10 attempts of 30 s. During a long outage
+//! the SDK's retry quota (a token bucket shared by the process) runs dry and calls fail sooner.
 //!
 //! # Errors
 //!
@@ -143,7 +145,7 @@ pub enum PoolError {
 /// The longest one Cognito call may take with `config`, retries and backoff included; a
 /// sign-in makes two calls. See the [module documentation](self) for the derivation.
 pub fn call_time_bound(config: &IdentityPoolConfig) -> Duration {
-    let attempts = config.max_attempts.max(1);
+    let attempts = attempts(config);
     Duration::from_secs(config.attempt_timeout_seconds) * attempts + MAX_BACKOFF * (attempts - 1)
 }
 
@@ -179,9 +181,14 @@ impl CognitoPool {
     }
 }
 
+/// Attempts per call; a hand-built config with 0 still makes the one attempt a call needs.
+fn attempts(config: &IdentityPoolConfig) -> u32 {
+    config.max_attempts.max(1)
+}
+
 fn retry_config(config: &IdentityPoolConfig) -> RetryConfig {
     RetryConfig::standard()
-        .with_max_attempts(config.max_attempts.max(1))
+        .with_max_attempts(attempts(config))
         .with_initial_backoff(INITIAL_BACKOFF)
         .with_max_backoff(MAX_BACKOFF)
 }

@@ -1,14 +1,14 @@
 //! ID-token parsing and the standard claim checks (OpenID Connect Core 1.0 §3.1.3.7).
 //!
-//! OWNER: helper "token+jwks". Contract (keep these signatures; add private helpers freely):
 //! - `UnverifiedToken::parse(raw, max_bytes)`: strict compact-JWS parsing (3 segments, strict
 //!   base64url without padding, UTF-8 JSON objects, duplicate JSON keys rejected, nesting bounded,
 //!   `alg` from an allowlist: never `none`, never HS*). `jku`, `x5u`, `jwk`, `x5c` are ignored.
 //! - `verify_signature(self, key)`: the key must allow the header's `alg`; returns the claims.
-//! - `check_times`, `check_audience`: `exp`/`nbf`/`iat` with leeway; `aud` string or array,
-//!   `azp` required and among the audiences when there are several audiences.
+//! - `check_times`, `check_audience`: `exp`/`nbf`/`iat` with leeway (a token is valid while
+//!   `now < exp + leeway`, RFC 7519 §4.1.4 "before"); `aud` string or array, `azp` required and
+//!   among the audiences when there are several audiences, and among them whenever present.
 //! - `TokenError::code()` gives the stable problem+json `code`; `Display` says "expected X, found
-//!   Y" and never contains the token; attacker-supplied values in messages are truncated.
+//!   Y" and never contains the token; attacker-supplied values in messages go through [`quote_untrusted`].
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

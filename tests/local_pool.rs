@@ -507,4 +507,3 @@ async fn unknown_target_is_an_unknown_operation() {
         answer.assert_error(400, "UnknownOperationException");
     }
 }
-

@@ -185,7 +185,8 @@ fn assemble(
         ));
     let app = Router::new()
         .nest("/dev-idp", idp.router())
-        .nest("/cognito-identity", pool.router())
+        // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
+        .nest_service("/cognito-identity", pool.router())
         .nest("/api", gateway)
         .merge(api::routes(broker))
         .merge(web)

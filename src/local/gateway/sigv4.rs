@@ -100,8 +100,8 @@ const QUERY_ENCODE_SET: &AsciiSet = &CONTROLS
 const AMZ_DATE_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
-/// A request as it reached the gateway.
-#[derive(Debug, Clone, Copy)]
+/// A request as it reached the gateway. No `Debug`: its headers hold the session token.
+#[derive(Clone, Copy)]
 pub struct SignedRequest<'a> {
     /// The method, e.g. `GET`.
     pub method: &'a str,
@@ -315,8 +315,8 @@ pub fn verify<T>(
     })
 }
 
-/// The signature fields, from whichever form the request used.
-#[derive(Debug)]
+/// The signature fields, from whichever form the request used (no `Debug`: it holds the
+/// session token).
 struct SignatureParts {
     auth_type: AuthType,
     credential: String,

@@ -1,0 +1,479 @@
+//! `credbroker dev` end to end over HTTP, as a developer meets it: the dev provider's code flow,
+//! sign-in through the broker (which reaches the local identity pool through the AWS SDK), and
+//! SigV4-signed calls through the local gateway — plus `--upstream` proxying, the static client,
+//! and the `token` / `signin` / `curl` commands run as the real binary.
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use credbroker::cli::{SigningCredentials, sign_request};
+use credbroker::local::{DevOptions, DevStack};
+use serde_json::{Value, json};
+use url::Url;
+
+const REDIRECT_URI: &str = "http://127.0.0.1:8787/callback.html";
+const VERIFIER: &str = "dev-stack-test-verifier-0123456789-abcdefghijklmn";
+
+/// A running dev stack on a free loopback port.
+struct Stack {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        Stack::start_with(DevOptions::default()).await
+    }
+
+    async fn start_with(options: DevOptions) -> Stack {
+        let options = DevOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..options
+        };
+        let stack = DevStack::bind(options).await.expect("dev stack binds");
+        let base = stack.base_url.clone();
+        tokio::spawn(stack.serve(std::future::pending()));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Stack { base, http }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.base.join(path).unwrap().to_string()
+    }
+
+    /// The dev provider's authorization-code flow with PKCE, as the browser client runs it.
+    async fn code_flow(&self, sub: &str, claims: &str) -> String {
+        let challenge = URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes()).as_ref());
+        let mut authorize = Url::parse(&self.url("dev-idp/authorize")).unwrap();
+        authorize.query_pairs_mut().extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "credbroker-dev"),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid email profile"),
+            ("state", "s1"),
+            ("nonce", "n1"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ]);
+        let page = self
+            .http
+            .get(authorize)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let request = regex::Regex::new(r#"name="request" value="([A-Za-z0-9_-]+)""#)
+            .unwrap()
+            .captures(&page)
+            .expect("the sign-in page carries a request token")[1]
+            .to_string();
+        let chosen = self
+            .http
+            .post(self.url("dev-idp/authorize"))
+            .form(&[
+                ("request", request.as_str()),
+                ("sub", sub),
+                ("email", &format!("{sub}@example.com")),
+                ("name", sub),
+                ("claims", claims),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            chosen.status(),
+            StatusCode::FOUND,
+            "{}",
+            chosen.text().await.unwrap()
+        );
+        let location = Url::parse(chosen.headers()[header::LOCATION].to_str().unwrap()).unwrap();
+        let query: HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(query["state"], "s1");
+        let tokens: Value = self
+            .http
+            .post(self.url("dev-idp/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", query["code"].as_str()),
+                ("redirect_uri", REDIRECT_URI),
+                ("client_id", "credbroker-dev"),
+                ("code_verifier", VERIFIER),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["id_token"].as_str().expect("an id_token").to_string()
+    }
+
+    async fn sign_in(&self, id_token: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("auth/signin/dev"))
+            .json(&json!({ "id_token": id_token }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `method path` signed with `credentials` at `at`; returns status, headers and body.
+    async fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        credentials: &SigningCredentials,
+        at: SystemTime,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .unwrap();
+        sign_request(&mut request, credentials, "us-east-1", "execute-api", at).unwrap();
+        send(&self.http, request).await
+    }
+}
+
+async fn send(http: &reqwest::Client, request: http::Request<Vec<u8>>) -> (StatusCode, HeaderMap, String) {
+    let response = http
+        .execute(reqwest::Request::try_from(request).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+fn credentials_of(answer: &Value) -> SigningCredentials {
+    let field = |name: &str| answer["credentials"][name].as_str().unwrap().to_string();
+    SigningCredentials {
+        access_key_id: field("accessKeyId"),
+        secret_access_key: field("secretAccessKey"),
+        session_token: Some(field("sessionToken")),
+    }
+}
+
+fn message(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_whole_loop_works_over_http() {
+    let stack = Stack::start().await;
+    let id_token = stack.code_flow("dana", "groups=[\"admins\"]").await;
+
+    let (status, answer) = stack.sign_in(&id_token).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["provider"], "dev");
+    assert_eq!(answer["subject"], "dana");
+    assert!(
+        answer["credentials"]["accessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA")
+    );
+    let credentials = credentials_of(&answer);
+
+    let (status, _, body) = stack
+        .signed("GET", "api/whoami", b"", &credentials, SystemTime::now())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let whoami: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(whoami["identityId"], answer["identityId"]);
+    assert_eq!(whoami["subject"], "dana");
+    assert_eq!(whoami["claims"]["groups"], json!(["admins"]));
+
+    let (status, _, body) = stack
+        .signed(
+            "POST",
+            "api/echo",
+            br#"{"hello":"world"}"#,
+            &credentials,
+            SystemTime::now(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"hello": "world"})
+    );
+
+    // The same user signing in again keeps the same identity id.
+    let again = stack.code_flow("dana", "").await;
+    assert_eq!(stack.sign_in(&again).await.1["identityId"], answer["identityId"]);
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_what_api_gateway_refuses() {
+    let stack = Stack::start().await;
+    let (_, answer) = stack.sign_in(&stack.code_flow("erin", "").await).await;
+    let credentials = credentials_of(&answer);
+
+    let unsigned = stack.http.get(stack.url("api/whoami")).send().await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&unsigned.text().await.unwrap()),
+        "Missing Authentication Token"
+    );
+
+    let stale = SystemTime::now() - Duration::from_secs(600);
+    let (status, _, body) = stack.signed("GET", "api/whoami", b"", &credentials, stale).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(message(&body).starts_with("Signature expired"), "{body}");
+
+    let wrong_secret = SigningCredentials {
+        secret_access_key: "not-the-secret".into(),
+        ..credentials_of(&answer)
+    };
+    let (status, _, body) = stack
+        .signed("GET", "api/whoami", b"", &wrong_secret, SystemTime::now())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message(&body).starts_with("The request signature we calculated does not match"),
+        "{body}"
+    );
+
+    let unknown = SigningCredentials {
+        access_key_id: "ASIAUNKNOWNUNKNOWN00".into(),
+        ..credentials_of(&answer)
+    };
+    let (status, _, body) = stack
+        .signed("GET", "api/whoami", b"", &unknown, SystemTime::now())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&body),
+        "The security token included in the request is invalid."
+    );
+
+    // A body changed after signing.
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(stack.url("api/echo"))
+        .body(br#"{"amount":1}"#.to_vec())
+        .unwrap();
+    sign_request(
+        &mut request,
+        &credentials,
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    )
+    .unwrap();
+    *request.body_mut() = br#"{"amount":1000}"#.to_vec();
+    let (status, _, body) = send(&stack.http, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn a_dev_token_is_refused_by_a_provider_it_was_not_issued_for() {
+    let stack = Stack::start().await;
+    let id_token = stack.code_flow("frank", "").await;
+    let response = stack
+        .http
+        .post(stack.url("auth/signin/nobody"))
+        .json(&json!({ "id_token": id_token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = stack.sign_in(&format!("{id_token}x")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn upstream_apps_get_the_identity_in_headers() {
+    // The user's own app: echoes the headers it received.
+    let app = axum::Router::new().fallback(|headers: HeaderMap, uri: axum::http::Uri| async move {
+        let seen: HashMap<String, String> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-credbroker-"))
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_string()))
+            .collect();
+        axum::Json(json!({ "path": uri.to_string(), "headers": seen }))
+    });
+    let upstream = support::serve(app).await;
+    let stack = Stack::start_with(DevOptions {
+        upstream: Some(Url::parse(&format!("http://{upstream}")).unwrap()),
+        ..DevOptions::default()
+    })
+    .await;
+    let (_, answer) = stack.sign_in(&stack.code_flow("gina", "").await).await;
+    let credentials = credentials_of(&answer);
+
+    let mut request = http::Request::builder()
+        .method("GET")
+        .uri(stack.url("api/reports/7?format=html"))
+        .header("x-credbroker-subject", "someone-else")
+        .body(Vec::new())
+        .unwrap();
+    sign_request(
+        &mut request,
+        &credentials,
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let (status, _, body) = send(&stack.http, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["path"], "/reports/7?format=html");
+    assert_eq!(
+        seen["headers"]["x-credbroker-subject"], "gina",
+        "the spoofed header must be replaced"
+    );
+    assert_eq!(seen["headers"]["x-credbroker-identity-id"], answer["identityId"]);
+    assert_eq!(
+        seen["headers"]["x-credbroker-provider"],
+        "127.0.0.1:".to_string() + &stack.base.port().unwrap().to_string() + "/dev-idp"
+    );
+}
+
+#[tokio::test]
+async fn the_browser_client_and_config_are_served() {
+    let stack = Stack::start().await;
+    let index = stack.http.get(stack.url("")).send().await.unwrap();
+    assert_eq!(index.status(), StatusCode::OK);
+    assert!(index.text().await.unwrap().contains("<html"), "index.html at /");
+    let worker = stack
+        .http
+        .get(stack.url("credbroker-sw.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(worker.status(), StatusCode::OK);
+    assert_eq!(worker.headers()["service-worker-allowed"], "/");
+
+    let config: Value = stack
+        .http
+        .get(stack.url("auth/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dev = config["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "dev")
+        .unwrap()
+        .clone();
+    assert_eq!(dev["kind"], "dev");
+    assert_eq!(dev["clientIds"], json!(["credbroker-dev"]));
+    assert_eq!(dev["authorizationEndpoint"], stack.url("dev-idp/authorize"));
+    assert_eq!(dev["tokenEndpoint"], stack.url("dev-idp/token"));
+}
+
+/// Runs the `credbroker` binary; returns (success, stdout, stderr).
+fn credbroker(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credbroker"))
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .expect("the credbroker binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_mints_signs_in_and_sends_signed_requests() {
+    let stack = Stack::start().await;
+    let base = stack.base.as_str().trim_end_matches('/').to_string();
+    let idp = format!("{base}/dev-idp");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || credbroker(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+
+    let (ok, token, err) = run(vec![
+        "token".into(),
+        "--idp".into(),
+        idp.clone(),
+        "--sub".into(),
+        "hal".into(),
+        "--claim".into(),
+        "groups=[\"ops\"]".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+
+    let (ok, process, err) = run(vec![
+        "signin".into(),
+        "--broker".into(),
+        base.clone(),
+        "--id-token".into(),
+        token.clone(),
+        "--format".into(),
+        "process".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let process: Value = serde_json::from_str(&process).unwrap();
+    assert_eq!(process["Version"], 1);
+    assert!(process["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+
+    let file = std::env::temp_dir().join(format!("credbroker-cli-{}.json", std::process::id()));
+    std::fs::write(&file, process.to_string()).unwrap();
+    let (ok, body, err) = run(vec![
+        "curl".into(),
+        "--credentials".into(),
+        file.display().to_string(),
+        format!("{base}/api/whoami"),
+    ])
+    .await
+    .unwrap();
+    std::fs::remove_file(&file).ok();
+    assert!(ok, "{err}");
+    let whoami: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(whoami["subject"], "hal");
+    assert_eq!(whoami["claims"]["groups"], json!(["ops"]));
+
+    // Failures are one line and a non-zero exit.
+    let (ok, _, err) = run(vec![
+        "signin".into(),
+        "--broker".into(),
+        base.clone(),
+        "--id-token".into(),
+        "bogus".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("malformed_token"), "{err}");
+    let (ok, _, err) = run(vec!["curl".into(), format!("{base}/api/whoami")])
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}
