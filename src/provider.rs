@@ -313,7 +313,7 @@ impl Provider {
             IssuerPolicy::OneOf(accepted) if accepted.iter().any(|a| a == issuer) => Ok(()),
             IssuerPolicy::OneOf(accepted) => Err(TokenError::WrongIssuer {
                 expected: accepted.join(" or "),
-                found: issuer.to_string(),
+                found: token::quote_untrusted(issuer),
             }),
             IssuerPolicy::Microsoft { tenants } => check_microsoft_issuer(issuer, claims, tenants.as_deref()),
         }
@@ -499,7 +499,7 @@ fn check_microsoft_issuer(
     if issuer != expected {
         return Err(TokenError::WrongIssuer {
             expected,
-            found: issuer.to_string(),
+            found: token::quote_untrusted(issuer),
         });
     }
     match tenants {
@@ -507,7 +507,7 @@ fn check_microsoft_issuer(
             code: "wrong_tenant",
             claim: "tid",
             expected: allowed.join(" or "),
-            found: tid.to_string(),
+            found: token::quote_untrusted(tid),
         }),
         _ => Ok(()),
     }
@@ -527,7 +527,7 @@ fn expect_claim(
         code,
         claim,
         expected: accepted.join(" or "),
-        found: found.unwrap_or("(none)").to_string(),
+        found: found.map_or_else(|| "(none)".to_string(), token::quote_untrusted),
     })
 }
 

@@ -435,8 +435,7 @@ async fn expired_credentials_are_refused() {
     let answer = stack
         .signed(get(&stack.url("/api/whoami")), Signing::header())
         .await;
-    // `LocalPool::lookup` returns only live credentials, so an expired key looks unknown.
-    answer.assert_forbidden("The security token included in the request is invalid.");
+    answer.assert_forbidden("The security token included in the request is expired");
 }
 
 #[tokio::test]

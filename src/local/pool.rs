@@ -39,6 +39,9 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub const MAX_IDENTITIES: usize = 100_000;
 /// Most unexpired credentials the pool holds; beyond, `GetCredentialsForIdentity` is throttled.
 pub const MAX_LIVE_CREDENTIALS: usize = 100_000;
+/// How long expired credentials are still remembered, so the gateway can answer "expired" (as
+/// API Gateway does) rather than "invalid" for a client that kept using them.
+pub const EXPIRED_KEPT_FOR: Duration = Duration::from_secs(3600);
 /// Clock skew tolerated on the token's `exp`, `nbf` and `iat`.
 const TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 /// Longest `CustomRoleArn` accepted (IAM's own limit).
@@ -188,11 +191,10 @@ impl LocalPool {
             .with_state(self)
     }
 
-    /// The live (unexpired) credentials with this access key id.
+    /// The credentials with this access key id, expired ones included for
+    /// [`EXPIRED_KEPT_FOR`] after their expiry: callers check `credentials.expiration`.
     pub fn lookup(&self, access_key_id: &str) -> Option<IssuedCredentials> {
-        let state = self.lock();
-        let issued = state.credentials.get(access_key_id)?;
-        (issued.credentials.expiration > SystemTime::now()).then(|| issued.clone())
+        self.lock().credentials.get(access_key_id).cloned()
     }
 
     /// How many identities the pool knows.
@@ -344,7 +346,7 @@ impl PoolState {
     /// Forgets credentials that expired by `now`.
     fn purge_expired(&mut self, now: SystemTime) {
         while let Some((expiration, _)) = self.expiry_queue.front() {
-            if *expiration > now {
+            if *expiration + EXPIRED_KEPT_FOR > now {
                 break;
             }
             if let Some((_, access_key_id)) = self.expiry_queue.pop_front() {
@@ -768,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn expired_credentials_are_purged_and_not_looked_up() {
+    fn expired_credentials_are_remembered_for_a_while_then_purged() {
         let pool = LocalPool::new("us-east-1:pool".to_owned(), Vec::new(), Duration::ZERO);
         let identity = Arc::new(Identity {
             identity_id: "us-east-1:id".to_owned(),
@@ -777,12 +779,18 @@ mod tests {
             claims: Claims::new(),
         });
         let first = pool.issue(Arc::clone(&identity)).expect("issued");
+        let remembered = pool.lookup(&first.access_key_id).expect("kept after expiry");
         assert!(
-            pool.lookup(&first.access_key_id).is_none(),
+            remembered.credentials.expiration <= SystemTime::now(),
             "zero lifetime: already expired"
         );
         pool.issue(identity).expect("issued");
-        let state = pool.lock();
+        assert!(
+            pool.lookup(&first.access_key_id).is_some(),
+            "still within EXPIRED_KEPT_FOR"
+        );
+        let mut state = pool.lock();
+        state.purge_expired(SystemTime::now() + EXPIRED_KEPT_FOR + Duration::from_secs(1));
         assert!(
             !state.credentials.contains_key(&first.access_key_id),
             "purged on insert"
