@@ -307,6 +307,33 @@ impl Provider {
         }
     }
 
+    /// Every issuer this provider accepts, with its key cache: what a local identity pool needs
+    /// to verify the same tokens again (the dev stack). Issuers whose keys cannot be located
+    /// right now (discovery down) are left out with a warning; an Entra provider with
+    /// `any_tenant` has no issuer list to give.
+    pub(crate) async fn issuer_keys(&self) -> Vec<(Url, Arc<JwksCache>)> {
+        let issuers: Vec<String> = match &self.issuers {
+            // Google's scheme-less issuer form is the same provider as its https form.
+            IssuerPolicy::OneOf(issuers) => issuers.iter().filter(|i| i.contains("://")).cloned().collect(),
+            IssuerPolicy::Microsoft {
+                tenants: Some(tenants),
+            } => tenants
+                .iter()
+                .map(|tid| format!("{MICROSOFT_HOST}/{tid}/v2.0"))
+                .collect(),
+            IssuerPolicy::Microsoft { tenants: None } => Vec::new(),
+        };
+        let mut found = Vec::new();
+        for issuer in issuers {
+            match (Url::parse(&issuer), self.cache_for(&issuer).await) {
+                (Ok(url), Ok(cache)) => found.push((url, cache)),
+                (_, Err(error)) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
+                (Err(error), _) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
+            }
+        }
+        found
+    }
+
     /// OIDC Core §3.1.3.7 step 2: the issuer must be exactly the provider's.
     fn check_issuer(&self, issuer: &str, claims: &Claims) -> Result<(), TokenError> {
         match &self.issuers {

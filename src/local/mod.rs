@@ -15,6 +15,7 @@
 //! | `/`                   | the browser client from `web/`                           |
 
 pub mod gateway;
+mod html;
 pub mod idp;
 pub mod pool;
 
@@ -122,15 +123,13 @@ impl DevStack {
             base_url.join("dev-idp/jwks").expect("static path"),
             policy.clone(),
         ));
-        let pool = pool::LocalPool::new(
-            DEV_POOL_ID.to_string(),
-            vec![pool::TrustedIssuer {
-                issuer: issuer.clone(),
-                audiences: vec![idp::DEV_CLIENT_ID.to_string()],
-                keys: dev_keys,
-            }],
-            options.credential_lifetime,
-        );
+        let mut trusted = configured_issuers(&broker).await;
+        trusted.push(pool::TrustedIssuer {
+            issuer: issuer.clone(),
+            audiences: vec![idp::DEV_CLIENT_ID.to_string()],
+            keys: dev_keys,
+        });
+        let pool = pool::LocalPool::new(DEV_POOL_ID.to_string(), trusted, options.credential_lifetime);
         broker.add_provider(Provider::dev(
             issuer,
             idp::DEV_CLIENT_ID,
@@ -157,6 +156,22 @@ impl DevStack {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// The issuers of the providers from `--config`, so the local pool accepts their tokens just as
+/// a real pool with those providers configured would (like an IAM OIDC provider per issuer).
+async fn configured_issuers(broker: &Broker) -> Vec<pool::TrustedIssuer> {
+    let mut trusted = Vec::new();
+    for provider in broker.providers() {
+        for (issuer, keys) in provider.issuer_keys().await {
+            trusted.push(pool::TrustedIssuer {
+                issuer,
+                audiences: provider.audiences().to_vec(),
+                keys,
+            });
+        }
+    }
+    trusted
 }
 
 /// Everything on one router.
