@@ -185,16 +185,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jwks::test_idp::{Reply, TestIdp};
+    use crate::jwks::test_idp::{Reply, TestIdp, test_policy};
 
-    fn policy() -> JwksPolicy {
-        JwksPolicy {
-            cooldown: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-            min_max_age: Duration::from_secs(60),
-            max_max_age: Duration::from_secs(3600),
-            max_document_bytes: 16 * 1024,
-        }
+    fn metadata_cache(issuer: &Url) -> MetadataCache {
+        MetadataCache::new(reqwest::Client::new(), issuer.clone(), test_policy())
     }
 
     fn document(issuer: &str, jwks_uri: &str) -> Reply {
@@ -229,7 +223,7 @@ mod tests {
     #[tokio::test]
     async fn metadata_is_fetched_once_and_kept() {
         let (idp, issuer) = idp_serving_itself("/").await;
-        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let cache = metadata_cache(&issuer);
         let metadata = cache.get().await.unwrap();
         // The document writes the issuer without the slash `Url` adds to an empty path.
         assert_eq!(metadata.issuer, issuer.as_str().trim_end_matches('/'));
@@ -254,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn issuers_with_paths_are_discovered_under_their_path() {
         let (idp, issuer) = idp_serving_itself("/tenant/v2.0").await;
-        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let cache = metadata_cache(&issuer);
         assert_eq!(cache.get().await.unwrap().issuer, issuer.as_str());
         assert_eq!(idp.paths(), vec!["/tenant/v2.0/.well-known/openid-configuration"]);
     }
@@ -270,7 +264,7 @@ mod tests {
             issuer.as_str().to_uppercase(),
         ] {
             idp.set(document(&found, &format!("{issuer}jwks")));
-            let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+            let cache = metadata_cache(&issuer);
             let reason = unavailable(cache.get().await);
             assert!(reason.contains("expected"), "{found}: {reason}");
         }
@@ -289,12 +283,12 @@ mod tests {
             idp.set(Reply::json(
                 json!({"issuer": name, "jwks_uri": jwks_uri}).to_string(),
             ));
-            let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+            let cache = metadata_cache(&issuer);
             let reason = unavailable(cache.get().await);
             assert!(reason.contains(problem), "{jwks_uri}: {reason}");
         }
         idp.set(Reply::json("[1, 2]"));
-        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let cache = metadata_cache(&issuer);
         assert!(unavailable(cache.get().await).contains("not a JSON object"));
     }
 
@@ -302,7 +296,7 @@ mod tests {
     async fn a_failure_is_not_retried_before_the_cooldown() {
         let (idp, issuer) = idp_serving_itself("/").await;
         idp.set(Reply::Status(503));
-        let cache = MetadataCache::new(reqwest::Client::new(), issuer.clone(), policy());
+        let cache = metadata_cache(&issuer);
         let t0 = Instant::now();
         assert!(unavailable(cache.get_at(t0).await).contains("HTTP 503"));
         assert!(unavailable(cache.get_at(t0 + Duration::from_secs(59)).await).contains("HTTP 503"));
@@ -316,7 +310,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_gets_share_one_fetch() {
         let (idp, issuer) = idp_serving_itself("/").await;
-        let cache = Arc::new(MetadataCache::new(reqwest::Client::new(), issuer, policy()));
+        let cache = Arc::new(metadata_cache(&issuer));
         let gets: Vec<_> = (0..100)
             .map(|_| {
                 let cache = Arc::clone(&cache);
@@ -334,7 +328,7 @@ mod tests {
         let idp = TestIdp::start(Reply::Slow).await;
         let policy = JwksPolicy {
             timeout: Duration::from_millis(300),
-            ..policy()
+            ..test_policy()
         };
         let cache = MetadataCache::new(reqwest::Client::new(), idp.url("/"), policy);
         assert!(unavailable(cache.get().await).contains("timed out"));

@@ -896,7 +896,7 @@ pub(crate) mod test_idp {
     use axum::response::Response;
     use url::Url;
 
-    use super::lock;
+    use super::{JwksPolicy, lock};
 
     /// What the server answers.
     #[derive(Debug, Clone)]
@@ -970,6 +970,18 @@ pub(crate) mod test_idp {
         }
     }
 
+    /// A policy for tests against a [`TestIdp`]: a one-minute cooldown, lifetimes clamped to
+    /// 1 min..1 h, and small documents.
+    pub(crate) fn test_policy() -> JwksPolicy {
+        JwksPolicy {
+            cooldown: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            min_max_age: Duration::from_secs(60),
+            max_max_age: Duration::from_secs(3600),
+            max_document_bytes: 16 * 1024,
+        }
+    }
+
     async fn respond(shared: Arc<Shared>, uri: Uri) -> Response {
         shared.hits.fetch_add(1, Ordering::SeqCst);
         lock(&shared.paths).push(uri.path().to_string());
@@ -1003,7 +1015,7 @@ pub(crate) mod test_idp {
 mod tests {
     use serde_json::json;
 
-    use super::test_idp::{Reply, TestIdp};
+    use super::test_idp::{Reply, TestIdp, test_policy};
     use super::*;
 
     fn jwks(keys: &[&SigningKey]) -> String {
@@ -1278,16 +1290,6 @@ mod tests {
             Duration::from_secs(120)
         );
         assert_eq!(policy.lifetime(Some(Duration::MAX)), policy.max_max_age);
-    }
-
-    fn test_policy() -> JwksPolicy {
-        JwksPolicy {
-            cooldown: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-            min_max_age: Duration::from_secs(60),
-            max_max_age: Duration::from_secs(3600),
-            max_document_bytes: 16 * 1024,
-        }
     }
 
     fn cache_for(idp: &TestIdp, policy: JwksPolicy) -> Arc<JwksCache> {

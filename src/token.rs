@@ -571,6 +571,11 @@ mod tests {
         )
     }
 
+    /// Parses `token` (which must be well formed) and verifies its signature with `key`.
+    fn verify_with(token: &str, key: &VerifyingKey) -> Result<Claims, TokenError> {
+        UnverifiedToken::parse(token, MAX).unwrap().verify_signature(key)
+    }
+
     fn parse_error(raw: &str) -> TokenError {
         UnverifiedToken::parse(raw, MAX).unwrap_err()
     }
@@ -764,15 +769,11 @@ mod tests {
         };
         // Signed by the real key: verifies with the real key, the extra headers change nothing.
         let token = rsa().sign_jwt_with_header(&hostile_header("RS256"), &claims());
-        let verified = UnverifiedToken::parse(&token, MAX)
-            .unwrap()
-            .verify_signature(&verifying(rsa()));
+        let verified = verify_with(&token, &verifying(rsa()));
         assert_eq!(Value::Object(verified.unwrap()), claims());
         // Signed by the attacker whose key rides in `jwk`: the issuer's key is what counts.
         let forged = attacker.sign_jwt_with_header(&hostile_header("RS256"), &claims());
-        let result = UnverifiedToken::parse(&forged, MAX)
-            .unwrap()
-            .verify_signature(&verifying(rsa()));
+        let result = verify_with(&forged, &verifying(rsa()));
         assert!(matches!(result, Err(TokenError::BadSignature)), "{result:?}");
     }
 
@@ -781,9 +782,7 @@ mod tests {
         // An RSA key and a token that claims ES256.
         let ec = SigningKey::generate(Algorithm::ES256, "rsa-1");
         let token = ec.sign_jwt(&claims());
-        let result = UnverifiedToken::parse(&token, MAX)
-            .unwrap()
-            .verify_signature(&verifying(rsa()));
+        let result = verify_with(&token, &verifying(rsa()));
         assert!(
             matches!(result, Err(TokenError::UnsupportedAlgorithm(_))),
             "{result:?}"
@@ -794,10 +793,7 @@ mod tests {
         jwk["alg"] = json!("PS256");
         let pss_only = VerifyingKey::from_jwk(&jwk).unwrap();
         let token = rsa().sign_jwt(&claims());
-        match UnverifiedToken::parse(&token, MAX)
-            .unwrap()
-            .verify_signature(&pss_only)
-        {
+        match verify_with(&token, &pss_only) {
             Err(TokenError::UnsupportedAlgorithm(message)) => assert!(message.contains("RS256"), "{message}"),
             other => panic!("{other:?}"),
         }
@@ -806,9 +802,7 @@ mod tests {
         let p256 = verifying(&ec);
         for alg in ["ES384", "EdDSA", "RS256"] {
             let token = ec.sign_jwt_with_header(&json!({"alg": alg}), &claims());
-            let result = UnverifiedToken::parse(&token, MAX)
-                .unwrap()
-                .verify_signature(&p256);
+            let result = verify_with(&token, &p256);
             assert!(
                 matches!(result, Err(TokenError::UnsupportedAlgorithm(_))),
                 "{alg}: {result:?}"
@@ -820,9 +814,7 @@ mod tests {
     fn a_wrong_signature_is_refused() {
         let other = SigningKey::generate(Algorithm::RS256, "rsa-1");
         let token = other.sign_jwt(&claims());
-        let result = UnverifiedToken::parse(&token, MAX)
-            .unwrap()
-            .verify_signature(&verifying(rsa()));
+        let result = verify_with(&token, &verifying(rsa()));
         assert!(matches!(result, Err(TokenError::BadSignature)), "{result:?}");
 
         // The real key's signature over different claims, spliced onto these claims.
@@ -834,9 +826,7 @@ mod tests {
             "{header}.{}.{signature}",
             b64(tampered_claims.to_string().as_bytes())
         );
-        let result = UnverifiedToken::parse(&tampered, MAX)
-            .unwrap()
-            .verify_signature(&verifying(rsa()));
+        let result = verify_with(&tampered, &verifying(rsa()));
         assert!(matches!(result, Err(TokenError::BadSignature)), "{result:?}");
     }
 

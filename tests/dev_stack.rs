@@ -122,14 +122,22 @@ impl Stack {
     }
 
     async fn sign_in(&self, id_token: &str) -> (StatusCode, Value) {
+        self.sign_in_with("dev", id_token).await
+    }
+
+    async fn sign_in_with(&self, provider: &str, id_token: &str) -> (StatusCode, Value) {
         let response = self
             .http
-            .post(self.url("auth/signin/dev"))
+            .post(self.url(&format!("auth/signin/{provider}")))
             .json(&json!({ "id_token": id_token }))
             .send()
             .await
             .unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
     }
 
     /// Sends `method path` signed with `credentials` at `at`; returns status, headers and body.
@@ -147,9 +155,14 @@ impl Stack {
             .header(header::CONTENT_TYPE, "application/json")
             .body(body.to_vec())
             .unwrap();
-        sign_request(&mut request, credentials, "us-east-1", "execute-api", at).unwrap();
+        sign_for_gateway(&mut request, credentials, at);
         send(&self.http, request).await
     }
+}
+
+/// Signs `request` for the gateway (us-east-1, `execute-api`) as of `at`, as the CLI does.
+fn sign_for_gateway(request: &mut http::Request<Vec<u8>>, credentials: &SigningCredentials, at: SystemTime) {
+    sign_request(request, credentials, "us-east-1", "execute-api", at).unwrap();
 }
 
 async fn send(http: &reqwest::Client, request: http::Request<Vec<u8>>) -> (StatusCode, HeaderMap, String) {
@@ -230,7 +243,7 @@ async fn the_gateway_refuses_what_api_gateway_refuses() {
     let (_, answer) = stack.sign_in(&stack.code_flow("erin", "").await).await;
     let credentials = credentials_of(&answer);
 
-    let unsigned = stack.http.get(stack.url("api/whoami")).send().await.unwrap();
+    let unsigned = stack.get("api/whoami").await;
     assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         message(&unsigned.text().await.unwrap()),
@@ -274,14 +287,7 @@ async fn the_gateway_refuses_what_api_gateway_refuses() {
         .uri(stack.url("api/echo"))
         .body(br#"{"amount":1}"#.to_vec())
         .unwrap();
-    sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        "execute-api",
-        SystemTime::now(),
-    )
-    .unwrap();
+    sign_for_gateway(&mut request, &credentials, SystemTime::now());
     *request.body_mut() = br#"{"amount":1000}"#.to_vec();
     let (status, _, body) = send(&stack.http, request).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -291,14 +297,8 @@ async fn the_gateway_refuses_what_api_gateway_refuses() {
 async fn a_dev_token_is_refused_by_a_provider_it_was_not_issued_for() {
     let stack = Stack::start().await;
     let id_token = stack.code_flow("frank", "").await;
-    let response = stack
-        .http
-        .post(stack.url("auth/signin/nobody"))
-        .json(&json!({ "id_token": id_token }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = stack.sign_in_with("nobody", &id_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = stack.sign_in(&format!("{id_token}x")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
@@ -329,14 +329,7 @@ async fn upstream_apps_get_the_identity_in_headers() {
         .header("x-credbroker-subject", "someone-else")
         .body(Vec::new())
         .unwrap();
-    sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        "execute-api",
-        SystemTime::now(),
-    )
-    .unwrap();
+    sign_for_gateway(&mut request, &credentials, SystemTime::now());
     let (status, _, body) = send(&stack.http, request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let seen: Value = serde_json::from_str(&body).unwrap();
@@ -355,27 +348,14 @@ async fn upstream_apps_get_the_identity_in_headers() {
 #[tokio::test]
 async fn the_browser_client_and_config_are_served() {
     let stack = Stack::start().await;
-    let index = stack.http.get(stack.url("")).send().await.unwrap();
+    let index = stack.get("").await;
     assert_eq!(index.status(), StatusCode::OK);
     assert!(index.text().await.unwrap().contains("<html"), "index.html at /");
-    let worker = stack
-        .http
-        .get(stack.url("credbroker-sw.js"))
-        .send()
-        .await
-        .unwrap();
+    let worker = stack.get("credbroker-sw.js").await;
     assert_eq!(worker.status(), StatusCode::OK);
     assert_eq!(worker.headers()["service-worker-allowed"], "/");
 
-    let config: Value = stack
-        .http
-        .get(stack.url("auth/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: Value = stack.get("auth/config").await.json().await.unwrap();
     let dev = config["providers"]
         .as_array()
         .unwrap()
@@ -408,32 +388,33 @@ async fn the_cli_mints_signs_in_and_sends_signed_requests() {
     let stack = Stack::start().await;
     let base = stack.base.as_str().trim_end_matches('/').to_string();
     let idp = format!("{base}/dev-idp");
-    let run = |args: Vec<String>| {
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         tokio::task::spawn_blocking(move || credbroker(&args.iter().map(String::as_str).collect::<Vec<_>>()))
     };
 
-    let (ok, token, err) = run(vec![
-        "token".into(),
-        "--idp".into(),
-        idp.clone(),
-        "--sub".into(),
-        "hal".into(),
-        "--claim".into(),
-        "groups=[\"ops\"]".into(),
+    let (ok, token, err) = run(&[
+        "token",
+        "--idp",
+        &idp,
+        "--sub",
+        "hal",
+        "--claim",
+        "groups=[\"ops\"]",
     ])
     .await
     .unwrap();
     assert!(ok, "{err}");
     let token = token.trim().to_string();
 
-    let (ok, process, err) = run(vec![
-        "signin".into(),
-        "--broker".into(),
-        base.clone(),
-        "--id-token".into(),
-        token.clone(),
-        "--format".into(),
-        "process".into(),
+    let (ok, process, err) = run(&[
+        "signin",
+        "--broker",
+        &base,
+        "--id-token",
+        &token,
+        "--format",
+        "process",
     ])
     .await
     .unwrap();
@@ -444,14 +425,10 @@ async fn the_cli_mints_signs_in_and_sends_signed_requests() {
 
     let file = std::env::temp_dir().join(format!("credbroker-cli-{}.json", std::process::id()));
     std::fs::write(&file, process.to_string()).unwrap();
-    let (ok, body, err) = run(vec![
-        "curl".into(),
-        "--credentials".into(),
-        file.display().to_string(),
-        format!("{base}/api/whoami"),
-    ])
-    .await
-    .unwrap();
+    let whoami_url = format!("{base}/api/whoami");
+    let (ok, body, err) = run(&["curl", "--credentials", &file.display().to_string(), &whoami_url])
+        .await
+        .unwrap();
     std::fs::remove_file(&file).ok();
     assert!(ok, "{err}");
     let whoami: Value = serde_json::from_str(body.trim()).unwrap();
@@ -459,21 +436,13 @@ async fn the_cli_mints_signs_in_and_sends_signed_requests() {
     assert_eq!(whoami["claims"]["groups"], json!(["ops"]));
 
     // Failures are one line and a non-zero exit.
-    let (ok, _, err) = run(vec![
-        "signin".into(),
-        "--broker".into(),
-        base.clone(),
-        "--id-token".into(),
-        "bogus".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, _, err) = run(&["signin", "--broker", &base, "--id-token", "bogus"])
+        .await
+        .unwrap();
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("malformed_token"), "{err}");
-    let (ok, _, err) = run(vec!["curl".into(), format!("{base}/api/whoami")])
-        .await
-        .unwrap();
+    let (ok, _, err) = run(&["curl", &whoami_url]).await.unwrap();
     assert!(!ok);
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }

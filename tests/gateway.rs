@@ -3,27 +3,25 @@
 //! them, and sent over HTTP to the gateway nested at `/api`, in front of the demo routes or of
 //! an upstream test server that echoes what it receives.
 
+#[allow(dead_code)]
+mod support;
+
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sdk_cognitoidentity::config::{BehaviorVersion, Region};
 use aws_sigv4::http_request::{
     PayloadChecksumKind, SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::Router;
 use axum::routing;
-use credbroker::jwks::{Algorithm, JwksCache, JwksPolicy, SigningKey};
 use credbroker::local::gateway::{self, GatewaySettings};
-use credbroker::local::pool::{LocalPool, TrustedIssuer};
 use serde_json::{Value, json};
+use support::{LOCAL_POOL_ID as POOL_ID, LocalPoolServer};
 use url::Url;
 
-const POOL_ID: &str = "us-east-1:11111111-2222-4333-8444-555555555555";
 const REGION: &str = "us-east-1";
-const CLIENT_ID: &str = "test-client";
 
 /// One server with a test issuer's JWKS (`/idp/jwks`), the pool (`/cognito-identity`) and the
 /// gateway (`/api`).
@@ -38,56 +36,21 @@ struct Stack {
 impl Stack {
     /// A stack whose pool issued credentials to `alice` (lifetime `lifetime`).
     async fn start(upstream: Option<Url>, lifetime: Duration) -> Stack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local address"));
-        let issuer = format!("{base}/idp");
-        let key = SigningKey::generate(Algorithm::ES256, "k1");
-        let keys = JwksCache::new(
-            reqwest::Client::new(),
-            Url::parse(&format!("{issuer}/jwks")).expect("JWKS URL"),
-            JwksPolicy {
-                cooldown: Duration::from_secs(1),
-                timeout: Duration::from_secs(5),
-                min_max_age: Duration::from_secs(60),
-                max_max_age: Duration::from_secs(600),
-                max_document_bytes: 64 * 1024,
-            },
-        );
-        let pool = LocalPool::new(
-            POOL_ID.to_owned(),
-            vec![TrustedIssuer {
-                issuer: Url::parse(&issuer).expect("issuer URL"),
-                audiences: vec![CLIENT_ID.to_owned()],
-                keys: Arc::new(keys),
-            }],
-            lifetime,
-        );
-        let jwks = json!({ "keys": [key.public_jwk()] });
         let settings = GatewaySettings {
             region: REGION.to_owned(),
             upstream,
         };
-        let app = Router::new()
-            .route("/idp/jwks", routing::get(move || async move { axum::Json(jwks) }))
-            .nest_service("/cognito-identity", Arc::clone(&pool).router())
-            .nest("/api", gateway::router(pool, settings));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-
-        let provider = issuer.trim_start_matches("http://").to_owned();
-        let token = key.sign_jwt(&json!({
-            "iss": issuer,
-            "sub": "alice",
-            "aud": CLIENT_ID,
-            "iat": unix_now(),
-            "exp": unix_now() + 600,
-            "name": "Alice <Admin>",
-            "email": "alice@example.com",
-        }));
-        let (identity_id, credentials) = credentials_from_pool(&base, &provider, &token).await;
+        let server = LocalPoolServer::start(lifetime, |pool| {
+            Router::new().nest("/api", gateway::router(pool, settings))
+        })
+        .await;
+        let provider = server.provider();
+        let mut claims = server.claims("alice");
+        claims["name"] = json!("Alice <Admin>");
+        let token = server.key.sign_jwt(&claims);
+        let (identity_id, credentials) = credentials_from_pool(&server, &provider, &token).await;
         Stack {
-            base,
+            base: server.base,
             provider,
             identity_id,
             credentials,
@@ -127,13 +90,12 @@ impl Stack {
 }
 
 /// GetId + GetCredentialsForIdentity through the SDK, as the broker does.
-async fn credentials_from_pool(base: &str, provider: &str, token: &str) -> (String, Credentials) {
-    let config = aws_sdk_cognitoidentity::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(format!("{base}/cognito-identity"))
-        .build();
-    let client = aws_sdk_cognitoidentity::Client::from_conf(config);
+async fn credentials_from_pool(
+    server: &LocalPoolServer,
+    provider: &str,
+    token: &str,
+) -> (String, Credentials) {
+    let client = server.client();
     let identity_id = client
         .get_id()
         .identity_pool_id(POOL_ID)
@@ -159,13 +121,6 @@ async fn credentials_from_pool(base: &str, provider: &str, token: &str) -> (Stri
         "local-pool",
     );
     (identity_id, credentials)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after the epoch")
-        .as_secs()
 }
 
 struct Answer {
@@ -410,22 +365,29 @@ async fn stale_signatures_and_expired_presigned_urls_are_refused() {
 #[tokio::test]
 async fn signatures_for_another_region_or_service_are_refused() {
     let stack = Stack::demo().await;
-    let how = Signing {
+    let other_region = Signing {
         region: "eu-west-1",
         ..Signing::header()
     };
-    stack
-        .signed(get(&stack.url("/api/whoami")), how)
-        .await
-        .assert_forbidden("Credential should be scoped to a valid region, not 'eu-west-1'. ");
-    let how = Signing {
+    let other_service = Signing {
         service: "lambda",
         ..Signing::query()
     };
-    stack
-        .signed(get(&stack.url("/api/whoami")), how)
-        .await
-        .assert_forbidden("Credential should be scoped to correct service: 'execute-api'. ");
+    for (how, message) in [
+        (
+            other_region,
+            "Credential should be scoped to a valid region, not 'eu-west-1'. ",
+        ),
+        (
+            other_service,
+            "Credential should be scoped to correct service: 'execute-api'. ",
+        ),
+    ] {
+        stack
+            .signed(get(&stack.url("/api/whoami")), how)
+            .await
+            .assert_forbidden(message);
+    }
 }
 
 #[tokio::test]
@@ -527,11 +489,7 @@ async fn echo_upstream() -> Url {
             routing::get(|| async { axum::response::Redirect::to("/elsewhere") }),
         )
         .fallback(echo);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let address = listener.local_addr().expect("local address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let address = support::serve(app).await;
     Url::parse(&format!("http://{address}/base/")).expect("a URL")
 }
 
@@ -588,11 +546,8 @@ async fn upstream_mode_forwards_with_identity_headers_and_strips_spoofed_ones() 
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_bad_gateway() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("local address")
-    };
-    let upstream = Url::parse(&format!("http://{closed}/")).expect("a URL");
+    let closed = support::free_port();
+    let upstream = Url::parse(&format!("http://127.0.0.1:{closed}/")).expect("a URL");
     let stack = Stack::start(Some(upstream), Duration::from_secs(3600)).await;
     let answer = stack
         .signed(get(&stack.url("/api/anything")), Signing::header())

@@ -1,100 +1,47 @@
 //! The local identity pool through the real `aws-sdk-cognitoidentity` client over HTTP, with a
 //! real test issuer serving its JWKS.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[allow(dead_code)]
+mod support;
 
-use aws_sdk_cognitoidentity::config::{BehaviorVersion, Region};
+use std::time::{Duration, UNIX_EPOCH};
+
 use aws_sdk_cognitoidentity::operation::get_credentials_for_identity::GetCredentialsForIdentityError;
 use aws_sdk_cognitoidentity::operation::get_id::GetIdError;
-use axum::Router;
-use axum::routing::get;
-use credbroker::jwks::{Algorithm, JwksCache, JwksPolicy, SigningKey};
-use credbroker::local::pool::{LocalPool, MAX_BODY_BYTES, TrustedIssuer};
+use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::local::pool::MAX_BODY_BYTES;
 use serde_json::{Value, json};
-use url::Url;
+use support::{LOCAL_POOL_ID as POOL_ID, LocalPoolServer, unix_now as now};
 
-const POOL_ID: &str = "us-east-1:11111111-2222-4333-8444-555555555555";
-const CLIENT_ID: &str = "test-client";
 const TARGET_GET_ID: &str = "AWSCognitoIdentityService.GetId";
+/// The content type of the Cognito Identity protocol.
+const AMZ_JSON: &str = "application/x-amz-json-1.1";
 
-/// One server holding a test issuer (`/idp`, JWKS at `/idp/jwks`) and the pool
-/// (`/cognito-identity`), plus an SDK client pointed at the pool.
+/// A [`LocalPoolServer`] plus an SDK client pointed at its pool.
 struct Stack {
-    pool: Arc<LocalPool>,
+    server: LocalPoolServer,
     client: aws_sdk_cognitoidentity::Client,
-    base: String,
-    issuer: String,
-    key: Arc<SigningKey>,
 }
 
 impl Stack {
     async fn start() -> Stack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local address"));
-        let issuer = format!("{base}/idp");
-        let key = Arc::new(SigningKey::generate(Algorithm::ES256, "k1"));
-        let keys = JwksCache::new(
-            reqwest::Client::new(),
-            Url::parse(&format!("{issuer}/jwks")).expect("JWKS URL"),
-            JwksPolicy {
-                cooldown: Duration::from_secs(1),
-                timeout: Duration::from_secs(5),
-                min_max_age: Duration::from_secs(60),
-                max_max_age: Duration::from_secs(600),
-                max_document_bytes: 64 * 1024,
-            },
-        );
-        let pool = LocalPool::new(
-            POOL_ID.to_owned(),
-            vec![TrustedIssuer {
-                issuer: Url::parse(&issuer).expect("issuer URL"),
-                audiences: vec![CLIENT_ID.to_owned()],
-                keys: Arc::new(keys),
-            }],
-            Duration::from_secs(3600),
-        );
-        let jwks = json!({ "keys": [key.public_jwk()] });
-        let app = Router::new()
-            .route("/idp/jwks", get(move || async move { axum::Json(jwks) }))
-            .nest_service("/cognito-identity", Arc::clone(&pool).router());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = aws_sdk_cognitoidentity::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(format!("{base}/cognito-identity"))
-            .build();
-        Stack {
-            pool,
-            client: aws_sdk_cognitoidentity::Client::from_conf(config),
-            base,
-            issuer,
-            key,
-        }
+        let server = LocalPoolServer::start(Duration::from_secs(3600), |_| axum::Router::new()).await;
+        let client = server.client();
+        Stack { server, client }
     }
 
     /// The pool's Logins key for the test issuer.
     fn provider(&self) -> String {
-        self.issuer.trim_start_matches("http://").to_owned()
+        self.server.provider()
     }
 
     /// Valid claims for `sub`, to adjust per test.
     fn claims(&self, sub: &str) -> Value {
-        let now = now();
-        json!({
-            "iss": self.issuer,
-            "sub": sub,
-            "aud": CLIENT_ID,
-            "iat": now,
-            "exp": now + 600,
-            "email": format!("{sub}@example.com"),
-        })
+        self.server.claims(sub)
     }
 
     fn token(&self, sub: &str) -> String {
-        self.key.sign_jwt(&self.claims(sub))
+        self.server.key.sign_jwt(&self.claims(sub))
     }
 
     async fn get_id(&self, provider: &str, token: &str) -> Result<String, GetIdError> {
@@ -130,12 +77,12 @@ impl Stack {
     }
 
     /// A raw POST to the pool, for what the SDK never sends.
-    async fn post(&self, path: &str, target: &str, content_type: &str, body: String) -> RawAnswer {
+    async fn post(&self, path: &str, target: &str, content_type: &str, body: impl Into<String>) -> RawAnswer {
         let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.server.base))
             .header("x-amz-target", target)
             .header("content-type", content_type)
-            .body(body)
+            .body(body.into())
             .send()
             .await
             .expect("the pool answers");
@@ -151,6 +98,12 @@ impl Stack {
             error_type,
             body,
         }
+    }
+
+    /// A raw `GetId` POST to the pool.
+    async fn post_get_id(&self, content_type: &str, body: impl Into<String>) -> RawAnswer {
+        self.post("/cognito-identity/", TARGET_GET_ID, content_type, body)
+            .await
     }
 }
 
@@ -168,13 +121,6 @@ impl RawAnswer {
         assert_eq!(self.body["__type"], code);
         assert!(self.body["message"].is_string(), "{}", self.body);
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after the epoch")
-        .as_secs()
 }
 
 /// Asserts a `NotAuthorizedException` from `GetId` whose message mentions `expected` and never
@@ -212,7 +158,7 @@ async fn identity_ids_are_stable_per_user_and_distinct_between_users() {
         let uuid = id.strip_prefix("us-east-1:").expect("region prefix");
         assert_eq!(uuid.len(), 36, "{id}");
     }
-    assert_eq!(stack.pool.identity_count(), 2);
+    assert_eq!(stack.server.pool.identity_count(), 2);
 }
 
 #[tokio::test]
@@ -241,6 +187,7 @@ async fn credentials_are_issued_and_looked_up_with_their_identity() {
     );
 
     let issued = stack
+        .server
         .pool
         .lookup(access_key_id)
         .expect("the pool knows its credentials");
@@ -260,7 +207,7 @@ async fn credentials_are_issued_and_looked_up_with_their_identity() {
         .await
         .expect("credentials");
     assert_ne!(second.access_key_id(), Some(access_key_id), "fresh keys per call");
-    assert!(stack.pool.lookup("ASIAAAAAAAAAAAAAAAAA").is_none());
+    assert!(stack.server.pool.lookup("ASIAAAAAAAAAAAAAAAAA").is_none());
 }
 
 #[tokio::test]
@@ -326,30 +273,21 @@ async fn unknown_identity_is_resource_not_found() {
 }
 
 #[tokio::test]
-async fn expired_token_is_not_authorized() {
-    let stack = Stack::start().await;
-    let mut claims = stack.claims("alice");
-    claims["iat"] = json!(now() - 7200);
-    claims["exp"] = json!(now() - 3600);
-    let token = stack.key.sign_jwt(&claims);
-    assert_not_authorized(stack.get_id(&stack.provider(), &token).await, &token, "expired");
-}
-
-#[tokio::test]
-async fn wrong_audience_is_not_authorized() {
-    let stack = Stack::start().await;
-    let mut claims = stack.claims("alice");
-    claims["aud"] = json!("another-client");
-    let token = stack.key.sign_jwt(&claims);
-    assert_not_authorized(stack.get_id(&stack.provider(), &token).await, &token, "audience");
-}
-
-#[tokio::test]
-async fn bad_signature_is_not_authorized() {
+async fn expired_misaddressed_or_forged_tokens_are_not_authorized() {
     let stack = Stack::start().await;
     let impostor = SigningKey::generate(Algorithm::ES256, "k1");
-    let token = impostor.sign_jwt(&stack.claims("alice"));
-    assert_not_authorized(stack.get_id(&stack.provider(), &token).await, &token, "signature");
+    let mut expired = stack.claims("alice");
+    expired["iat"] = json!(now() - 7200);
+    expired["exp"] = json!(now() - 3600);
+    let mut for_another_client = stack.claims("alice");
+    for_another_client["aud"] = json!("another-client");
+    for (token, expected) in [
+        (stack.server.key.sign_jwt(&expired), "expired"),
+        (stack.server.key.sign_jwt(&for_another_client), "audience"),
+        (impostor.sign_jwt(&stack.claims("alice")), "signature"),
+    ] {
+        assert_not_authorized(stack.get_id(&stack.provider(), &token).await, &token, expected);
+    }
 }
 
 #[tokio::test]
@@ -433,7 +371,7 @@ async fn pool_answers_with_and_without_trailing_slash() {
     let body = json!({ "IdentityPoolId": "us-east-1:other" }).to_string();
     for path in ["/cognito-identity", "/cognito-identity/"] {
         stack
-            .post(path, TARGET_GET_ID, "application/x-amz-json-1.1", body.clone())
+            .post(path, TARGET_GET_ID, AMZ_JSON, body.clone())
             .await
             .assert_error(404, "ResourceNotFoundException");
     }
@@ -442,28 +380,14 @@ async fn pool_answers_with_and_without_trailing_slash() {
 #[tokio::test]
 async fn malformed_body_is_a_serialization_error() {
     let stack = Stack::start().await;
-    let answer = stack
-        .post(
-            "/cognito-identity/",
-            TARGET_GET_ID,
-            "application/x-amz-json-1.1",
-            "{\"IdentityPoolId\":".to_owned(),
-        )
-        .await;
+    let answer = stack.post_get_id(AMZ_JSON, "{\"IdentityPoolId\":").await;
     answer.assert_error(400, "SerializationException");
 }
 
 #[tokio::test]
 async fn missing_member_is_an_invalid_parameter() {
     let stack = Stack::start().await;
-    let answer = stack
-        .post(
-            "/cognito-identity/",
-            TARGET_GET_ID,
-            "application/x-amz-json-1.1",
-            "{}".to_owned(),
-        )
-        .await;
+    let answer = stack.post_get_id(AMZ_JSON, "{}").await;
     answer.assert_error(400, "InvalidParameterException");
 }
 
@@ -471,9 +395,7 @@ async fn missing_member_is_an_invalid_parameter() {
 async fn wrong_content_type_is_refused() {
     let stack = Stack::start().await;
     let body = json!({ "IdentityPoolId": POOL_ID }).to_string();
-    let answer = stack
-        .post("/cognito-identity/", TARGET_GET_ID, "text/plain", body)
-        .await;
+    let answer = stack.post_get_id("text/plain", body).await;
     answer.assert_error(400, "SerializationException");
 }
 
@@ -481,14 +403,7 @@ async fn wrong_content_type_is_refused() {
 async fn oversized_body_is_refused() {
     let stack = Stack::start().await;
     let body = json!({ "IdentityPoolId": "x".repeat(MAX_BODY_BYTES) }).to_string();
-    let answer = stack
-        .post(
-            "/cognito-identity/",
-            TARGET_GET_ID,
-            "application/x-amz-json-1.1",
-            body,
-        )
-        .await;
+    let answer = stack.post_get_id(AMZ_JSON, body).await;
     answer.assert_error(413, "SerializationException");
 }
 
@@ -496,14 +411,7 @@ async fn oversized_body_is_refused() {
 async fn unknown_target_is_an_unknown_operation() {
     let stack = Stack::start().await;
     for target in ["AWSCognitoIdentityService.DeleteIdentityPool", "Nonsense"] {
-        let answer = stack
-            .post(
-                "/cognito-identity/",
-                target,
-                "application/x-amz-json-1.1",
-                "{}".to_owned(),
-            )
-            .await;
+        let answer = stack.post("/cognito-identity/", target, AMZ_JSON, "{}").await;
         answer.assert_error(400, "UnknownOperationException");
     }
 }

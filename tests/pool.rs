@@ -1,6 +1,7 @@
 //! `CognitoPool` through the real AWS SDK over HTTP: against moto (the happy path) and against a
 //! stub Cognito endpoint (every error shape, retries, malformed answers, a hanging server).
 
+#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -27,6 +28,23 @@ fn pool_config(endpoint: &str, pool_id: &str, max_attempts: u32, timeout: u64) -
 
 async fn pool_at(endpoint: &str, max_attempts: u32) -> CognitoPool {
     CognitoPool::new(&pool_config(endpoint, POOL_ID, max_attempts, 5)).await
+}
+
+/// A pool making at most `max_attempts` attempts against a stub that answers every call with
+/// `status` and `body`; the stub comes back too, to count and inspect what it received.
+async fn pool_over_stub(
+    status: u16,
+    body: impl Into<String>,
+    max_attempts: u32,
+) -> (CognitoPool, StubCognito) {
+    let stub = StubCognito::answering(status, body).await;
+    let pool = pool_at(&stub.endpoint, max_attempts).await;
+    (pool, stub)
+}
+
+/// The error `GetId` ends in for a Google login.
+async fn get_id_error(pool: &CognitoPool) -> PoolError {
+    pool.get_id(&logins("accounts.google.com")).await.unwrap_err()
 }
 
 fn logins(provider: &str) -> Logins {
@@ -93,9 +111,9 @@ async fn moto_signs_in_with_get_id_and_get_credentials() {
 #[tokio::test]
 async fn moto_fails_for_an_unknown_pool() {
     let moto = MotoServer::start().await;
-    let pool = CognitoPool::new(&pool_config(&moto.endpoint, POOL_ID, 2, 5)).await;
+    let pool = pool_at(&moto.endpoint, 2).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+    let error = get_id_error(&pool).await;
     assert!(
         matches!(error, PoolError::Unavailable(ref m) if m.contains("HTTP 500")),
         "{error:?}"
@@ -104,8 +122,7 @@ async fn moto_fails_for_an_unknown_pool() {
 
 #[tokio::test]
 async fn get_id_is_unsigned_and_carries_pool_id_and_logins() {
-    let stub = StubCognito::answering(200, format!(r#"{{"IdentityId":"{IDENTITY_ID}"}}"#)).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
+    let (pool, stub) = pool_over_stub(200, format!(r#"{{"IdentityId":"{IDENTITY_ID}"}}"#), 3).await;
 
     let identity_id = pool.get_id(&logins("accounts.google.com")).await.unwrap();
     assert_eq!(identity_id, IDENTITY_ID);
@@ -125,8 +142,7 @@ async fn get_id_is_unsigned_and_carries_pool_id_and_logins() {
 
 #[tokio::test]
 async fn get_credentials_is_unsigned_and_carries_identity_logins_and_role() {
-    let stub = StubCognito::answering(200, credentials_answer()).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
+    let (pool, stub) = pool_over_stub(200, credentials_answer(), 3).await;
     let logins = logins("issuer.example.com");
 
     let credentials = pool
@@ -174,8 +190,7 @@ async fn client_errors_map_to_their_kind_without_retrying() {
         ("ResourceConflictException", "Unavailable"),
     ];
     for (code, expected) in cases {
-        let stub = StubCognito::answering(400, cognito_error(code, "Cognito says no.")).await;
-        let pool = pool_at(&stub.endpoint, 3).await;
+        let (pool, stub) = pool_over_stub(400, cognito_error(code, "Cognito says no."), 3).await;
 
         let error = pool
             .get_credentials(IDENTITY_ID, &logins("accounts.google.com"), None)
@@ -190,10 +205,9 @@ async fn client_errors_map_to_their_kind_without_retrying() {
 #[tokio::test]
 async fn namespaced_error_types_are_recognised() {
     let code = "com.amazonaws.cognito.identity.model#NotAuthorizedException";
-    let stub = StubCognito::answering(400, cognito_error(code, "Invalid login token.")).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
+    let (pool, _stub) = pool_over_stub(400, cognito_error(code, "Invalid login token."), 3).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+    let error = get_id_error(&pool).await;
     assert!(
         matches!(error, PoolError::NotAuthorized(ref m) if m == "Invalid login token."),
         "{error:?}"
@@ -203,10 +217,9 @@ async fn namespaced_error_types_are_recognised() {
 #[tokio::test]
 async fn a_token_echoed_in_a_message_is_redacted() {
     let message = format!("Invalid login token. Token '{TOKEN}' is not valid.");
-    let stub = StubCognito::answering(400, cognito_error("NotAuthorizedException", &message)).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
+    let (pool, _stub) = pool_over_stub(400, cognito_error("NotAuthorizedException", &message), 3).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+    let error = get_id_error(&pool).await;
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("eyJ"), "{shown}");
     assert!(
@@ -218,10 +231,9 @@ async fn a_token_echoed_in_a_message_is_redacted() {
 #[tokio::test]
 async fn throttling_is_retried_max_attempts_times_then_reported() {
     for code in ["TooManyRequestsException", "LimitExceededException"] {
-        let stub = StubCognito::answering(400, cognito_error(code, "Rate exceeded")).await;
-        let pool = pool_at(&stub.endpoint, 3).await;
+        let (pool, stub) = pool_over_stub(400, cognito_error(code, "Rate exceeded"), 3).await;
 
-        let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+        let error = get_id_error(&pool).await;
         assert!(
             matches!(error, PoolError::Throttled { retry_after } if retry_after == THROTTLED_RETRY_AFTER),
             "{code}: {error:?}"
@@ -231,48 +243,44 @@ async fn throttling_is_retried_max_attempts_times_then_reported() {
 }
 
 #[tokio::test]
-async fn internal_errors_are_retried_then_unavailable() {
-    let body = cognito_error("InternalErrorException", "Service error");
-    let stub = StubCognito::answering(500, body).await;
-    let pool = pool_at(&stub.endpoint, 2).await;
+async fn server_errors_are_retried_then_unavailable() {
+    let cases = [
+        (
+            500,
+            cognito_error("InternalErrorException", "Service error"),
+            "InternalErrorException",
+        ),
+        // A gateway's error page, without a Cognito error code.
+        (503, "<html>Service Unavailable</html>".to_string(), "HTTP 503"),
+    ];
+    for (status, body, mentioned) in cases {
+        let (pool, stub) = pool_over_stub(status, body, 2).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
-    assert!(
-        matches!(error, PoolError::Unavailable(ref m) if m.contains("InternalErrorException")),
-        "{error:?}"
-    );
-    assert_eq!(stub.requests().len(), 2);
+        let error = get_id_error(&pool).await;
+        assert!(
+            matches!(error, PoolError::Unavailable(ref m) if m.contains(mentioned)),
+            "{status}: {error:?}"
+        );
+        assert_eq!(stub.requests().len(), 2, "{status}");
+    }
 }
 
 #[tokio::test]
-async fn a_gateway_error_without_a_code_is_retried_then_unavailable() {
-    let stub = StubCognito::answering(503, "<html>Service Unavailable</html>").await;
-    let pool = pool_at(&stub.endpoint, 2).await;
+async fn unparseable_answers_and_bad_identity_ids_are_unavailable() {
+    for body in ["{not json", r#"{"IdentityId":"<script>"}"#] {
+        let (pool, _stub) = pool_over_stub(200, body, 3).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
-    assert!(
-        matches!(error, PoolError::Unavailable(ref m) if m.contains("HTTP 503")),
-        "{error:?}"
-    );
-    assert_eq!(stub.requests().len(), 2);
-}
-
-#[tokio::test]
-async fn an_unparseable_answer_is_unavailable() {
-    let stub = StubCognito::answering(200, "{not json").await;
-    let pool = pool_at(&stub.endpoint, 3).await;
-
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
-    assert!(
-        matches!(error, PoolError::Unavailable(ref m) if m.starts_with("malformed answer")),
-        "{error:?}"
-    );
+        let error = get_id_error(&pool).await;
+        assert!(
+            matches!(error, PoolError::Unavailable(ref m) if m.starts_with("malformed answer")),
+            "{body}: {error:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn an_answer_without_credentials_is_unavailable() {
-    let stub = StubCognito::answering(200, format!(r#"{{"IdentityId":"{IDENTITY_ID}"}}"#)).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
+    let (pool, _stub) = pool_over_stub(200, format!(r#"{{"IdentityId":"{IDENTITY_ID}"}}"#), 3).await;
 
     let error = pool
         .get_credentials(IDENTITY_ID, &logins("accounts.google.com"), None)
@@ -280,18 +288,6 @@ async fn an_answer_without_credentials_is_unavailable() {
         .unwrap_err();
     assert!(
         matches!(error, PoolError::Unavailable(ref m) if m == "malformed answer: no Credentials"),
-        "{error:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_bad_identity_id_is_unavailable() {
-    let stub = StubCognito::answering(200, r#"{"IdentityId":"<script>"}"#).await;
-    let pool = pool_at(&stub.endpoint, 3).await;
-
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
-    assert!(
-        matches!(error, PoolError::Unavailable(ref m) if m.starts_with("malformed answer")),
         "{error:?}"
     );
 }
@@ -304,7 +300,7 @@ async fn a_hanging_pool_is_unavailable_in_bounded_time() {
     let pool = CognitoPool::new(&pool_config(&stub.endpoint, POOL_ID, 2, 1)).await;
 
     let started = Instant::now();
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+    let error = get_id_error(&pool).await;
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -319,12 +315,10 @@ async fn a_hanging_pool_is_unavailable_in_bounded_time() {
 
 #[tokio::test]
 async fn a_closed_port_is_unavailable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
-    let pool = pool_at(&format!("http://{closed}"), 2).await;
+    let closed = support::free_port();
+    let pool = pool_at(&format!("http://127.0.0.1:{closed}"), 2).await;
 
-    let error = pool.get_id(&logins("accounts.google.com")).await.unwrap_err();
+    let error = get_id_error(&pool).await;
     assert!(
         matches!(error, PoolError::Unavailable(ref m) if m.contains("connection failed")),
         "{error:?}"

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -20,7 +20,7 @@ use credbroker::broker::Broker;
 use credbroker::config::Config;
 use credbroker::jwks::{Algorithm, SigningKey};
 use serde_json::{Value, json};
-use support::{MotoServer, StubCognito, cognito_error, create_identity_pool, serve};
+use support::{MotoServer, StubCognito, cognito_error, create_identity_pool, serve, unix_now as now};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const OTHER_TENANT: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -35,6 +35,13 @@ struct Issuer {
     jwks_hits: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
     max_age: Arc<AtomicUsize>,
+}
+
+/// One RSA key (kid `rsa-1`) and an issuer publishing it, the setup most tests start from.
+async fn issuer_with_rsa_key() -> (SigningKey, Issuer) {
+    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
+    let issuer = Issuer::start(&[&rsa]).await;
+    (rsa, issuer)
 }
 
 impl Issuer {
@@ -90,10 +97,6 @@ async fn jwks_document(State(issuer): State<Issuer>) -> Response {
         Json(json!({ "keys": keys })),
     )
         .into_response()
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// Valid claims for the `corp` (oidc) provider.
@@ -175,6 +178,20 @@ async fn start_broker(config: &Config) -> String {
     format!("http://{address}")
 }
 
+/// The pool id of brokers that never reach a real pool.
+const UNUSED_POOL_ID: &str = "us-east-1:00000000-0000-0000-0000-000000000000";
+
+/// A broker whose pool endpoint is a closed port: enough wherever no pool call happens (a
+/// refused token, an envelope error, the client config).
+async fn broker_without_pool(issuer: &Issuer) -> String {
+    start_broker(&config(issuer, "http://127.0.0.1:9", UNUSED_POOL_ID, "")).await
+}
+
+/// A broker whose pool endpoint is a stub answering every call the same way.
+async fn broker_with_stub(stub: &StubCognito, issuer: &Issuer) -> String {
+    start_broker(&config(issuer, &stub.endpoint, UNUSED_POOL_ID, "")).await
+}
+
 /// A broker against a fresh moto pool; the moto server lives as long as the returned guard.
 async fn broker_with_moto(issuer: &Issuer, extra: &str) -> (String, MotoServer) {
     let moto = MotoServer::start().await;
@@ -227,8 +244,7 @@ fn assert_problem(answer: &Answer, status: u16, code: &str) {
 
 #[tokio::test]
 async fn a_valid_token_is_exchanged_for_credentials_at_moto() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     let (broker, _moto) = broker_with_moto(&issuer, "").await;
 
     let answer = sign_in(&broker, "corp", &rsa.sign_jwt(&corp_claims(&issuer))).await;
@@ -284,14 +300,7 @@ async fn every_failed_check_has_its_own_code() {
     let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
     let impostor = SigningKey::generate(Algorithm::RS256, "rsa-1");
     let issuer = Issuer::start(&[&rsa]).await;
-    // No pool call happens for a refused token, so any endpoint will do.
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let broker = broker_without_pool(&issuer).await;
     let good = corp_claims(&issuer);
     let header = |alg: &str, kid: &str| json!({"alg": alg, "kid": kid, "typ": "JWT"});
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -395,15 +404,8 @@ fn b64(value: &Value) -> String {
 
 #[tokio::test]
 async fn a_broken_rule_is_named_but_the_claim_value_is_not() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
+    let broker = broker_without_pool(&issuer).await;
     let token = rsa.sign_jwt(&with(corp_claims(&issuer), json!({"email": "mallory@evil.test"})));
     let answer = sign_in(&broker, "corp", &token).await;
     assert_problem(&answer, 403, "claim_rule_denied");
@@ -414,8 +416,7 @@ async fn a_broken_rule_is_named_but_the_claim_value_is_not() {
 
 #[tokio::test]
 async fn provider_kinds_apply_their_own_checks() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     let (broker, _moto) = broker_with_moto(&issuer, "").await;
     let base =
         |iss: &str, aud: &str| json!({"iss": iss, "aud": aud, "sub": "s", "iat": now(), "exp": now() + 600});
@@ -545,13 +546,7 @@ async fn rotated_keys_are_picked_up_and_unknown_kid_storms_cost_one_fetch_per_co
 async fn an_unknown_kid_storm_costs_one_shared_fetch_and_then_none_within_the_cooldown() {
     let key = SigningKey::generate(Algorithm::RS256, "key");
     let issuer = Issuer::start(&[&key]).await;
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let broker = broker_without_pool(&issuer).await;
     let storm = |offset: usize| {
         let mut requests = tokio::task::JoinSet::new();
         for n in 0..500 {
@@ -578,8 +573,7 @@ async fn an_unknown_kid_storm_costs_one_shared_fetch_and_then_none_within_the_co
 
 #[tokio::test]
 async fn cached_keys_keep_serving_while_the_idp_is_down() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     // Keys go stale at once, so every sign-in after the first tries to refresh them.
     issuer.max_age.store(0, Ordering::SeqCst);
     let (broker, _moto) =
@@ -599,35 +593,16 @@ async fn cached_keys_keep_serving_while_the_idp_is_down() {
 
 #[tokio::test]
 async fn an_idp_down_before_any_key_was_fetched_is_a_502() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     issuer.down.store(true, Ordering::SeqCst);
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let broker = broker_without_pool(&issuer).await;
     let answer = sign_in(&broker, "corp", &rsa.sign_jwt(&corp_claims(&issuer))).await;
     assert_problem(&answer, 502, "jwks_unavailable");
 }
 
-/// A broker whose pool endpoint is a stub answering every call the same way.
-async fn broker_with_stub(stub: &StubCognito, issuer: &Issuer) -> String {
-    start_broker(&config(
-        issuer,
-        &stub.endpoint,
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn cognito_errors_map_to_documented_statuses() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     let cases = [
         (
@@ -682,8 +657,7 @@ async fn cognito_errors_map_to_documented_statuses() {
 
 #[tokio::test]
 async fn a_hanging_pool_ends_in_a_bounded_502() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
+    let (rsa, issuer) = issuer_with_rsa_key().await;
     let stub = StubCognito::hanging().await;
     let broker = broker_with_stub(&stub, &issuer).await;
     let started = std::time::Instant::now();
@@ -700,41 +674,19 @@ async fn a_hanging_pool_ends_in_a_bounded_502() {
 
 #[tokio::test]
 async fn the_http_envelope_is_checked() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let (_, issuer) = issuer_with_rsa_key().await;
+    let broker = broker_without_pool(&issuer).await;
     let url = format!("{broker}/auth/signin/corp");
-    assert_problem(
-        &post(&url, "application/json", "{oops").await,
-        400,
-        "malformed_request",
-    );
-    assert_problem(
-        &post(&url, "application/json", "").await,
-        400,
-        "malformed_request",
-    );
-    assert_problem(
-        &post(&url, "application/json", "{}").await,
-        400,
-        "malformed_request",
-    );
-    assert_problem(
-        &post(&url, "text/plain", "a.b.c").await,
-        415,
-        "unsupported_media_type",
-    );
-    assert_problem(
-        &post(&url, "application/json", vec![b' '; 10 << 20]).await,
-        413,
-        "body_too_large",
-    );
+    let envelopes: [(&str, Vec<u8>, u16, &str); 5] = [
+        ("application/json", b"{oops".to_vec(), 400, "malformed_request"),
+        ("application/json", Vec::new(), 400, "malformed_request"),
+        ("application/json", b"{}".to_vec(), 400, "malformed_request"),
+        ("text/plain", b"a.b.c".to_vec(), 415, "unsupported_media_type"),
+        ("application/json", vec![b' '; 10 << 20], 413, "body_too_large"),
+    ];
+    for (content_type, body, status, code) in envelopes {
+        assert_problem(&post(&url, content_type, body).await, status, code);
+    }
     assert_problem(
         &sign_in(&broker, "nobody", "a.b.c").await,
         404,
@@ -751,15 +703,8 @@ async fn the_http_envelope_is_checked() {
 
 #[tokio::test]
 async fn cors_is_an_allowlist_and_errors_carry_its_headers() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let (_, issuer) = issuer_with_rsa_key().await;
+    let broker = broker_without_pool(&issuer).await;
     let client = reqwest::Client::new();
     let url = format!("{broker}/auth/signin/corp");
     let preflight = |origin: &'static str| {
@@ -807,15 +752,8 @@ async fn cors_is_an_allowlist_and_errors_carry_its_headers() {
 
 #[tokio::test]
 async fn client_config_describes_every_provider() {
-    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
-    let issuer = Issuer::start(&[&rsa]).await;
-    let broker = start_broker(&config(
-        &issuer,
-        "http://127.0.0.1:9",
-        "us-east-1:00000000-0000-0000-0000-000000000000",
-        "",
-    ))
-    .await;
+    let (_, issuer) = issuer_with_rsa_key().await;
+    let broker = broker_without_pool(&issuer).await;
     let response = reqwest::get(format!("{broker}/auth/config")).await.unwrap();
     assert!(
         response.headers()[header::CACHE_CONTROL]

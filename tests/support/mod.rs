@@ -1,7 +1,8 @@
 //! Shared helpers for integration tests: a real `moto_server` (Cognito Identity included), a
-//! one-line way to serve an axum router on a free loopback port, and [`StubCognito`], a Cognito
+//! one-line way to serve an axum router on a free loopback port, [`StubCognito`], a Cognito
 //! Identity endpoint that gives one fixed answer (any error, a malformed body, or none at all)
-//! and records what it was sent.
+//! and records what it was sent, and [`LocalPoolServer`], a [`LocalPool`] trusting a test issuer,
+//! reached through the real SDK client.
 //!
 //! Use it from a test file with `mod support;`. Each test binary compiles this module on its
 //! own, so a binary that uses only some helpers imports it as
@@ -15,6 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentity::config::{BehaviorVersion, Credentials, Region};
+use credbroker::jwks::{Algorithm, JwksCache, JwksPolicy, SigningKey};
+use credbroker::local::pool::{LocalPool, TrustedIssuer};
+use serde_json::{Value, json};
+use url::Url;
 
 /// The region [`create_identity_pool`] creates pools in.
 pub const MOTO_REGION: &str = "us-east-1";
@@ -83,8 +88,9 @@ impl Drop for MotoServer {
     }
 }
 
-/// A port that was free a moment ago (the OS picks it; a tiny race with other processes remains).
-fn free_port() -> u16 {
+/// A port that was free a moment ago (the OS picks it; a tiny race with other processes remains),
+/// to start a server on or to stand for a closed port.
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -98,10 +104,7 @@ fn free_port() -> u16 {
 /// `CreateIdentityPool` is a signed call, so this setup client (unlike the broker's) carries
 /// static dummy credentials.
 pub async fn create_identity_pool(endpoint: &str, providers: &[&str]) -> String {
-    let config = aws_sdk_cognitoidentity::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(MOTO_REGION))
-        .endpoint_url(endpoint)
+    let config = cognito_config(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .build();
     let logins = providers
@@ -117,6 +120,126 @@ pub async fn create_identity_pool(endpoint: &str, providers: &[&str]) -> String 
         .await
         .unwrap_or_else(|e| panic!("moto refused CreateIdentityPool: {e:?}"));
     answer.identity_pool_id
+}
+
+/// An SDK config for the Cognito Identity endpoint at `endpoint` in [`MOTO_REGION`], without
+/// credentials: `GetId` and `GetCredentialsForIdentity` are unsigned calls.
+fn cognito_config(endpoint: &str) -> aws_sdk_cognitoidentity::config::Builder {
+    aws_sdk_cognitoidentity::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(MOTO_REGION))
+        .endpoint_url(endpoint)
+}
+
+/// The identity pool id a [`LocalPoolServer`] answers to.
+pub const LOCAL_POOL_ID: &str = "us-east-1:11111111-2222-4333-8444-555555555555";
+/// The audience a [`LocalPoolServer`]'s pool accepts from its test issuer.
+pub const LOCAL_CLIENT_ID: &str = "test-client";
+
+/// One server on a free 127.0.0.1 port holding a test issuer (`/idp`, its JWKS at `/idp/jwks`)
+/// and a [`LocalPool`] trusting that issuer (`/cognito-identity`), plus whatever routes the
+/// test adds.
+pub struct LocalPoolServer {
+    /// Its base URL, e.g. `http://127.0.0.1:40123`.
+    pub base: String,
+    /// The test issuer, `{base}/idp`.
+    pub issuer: String,
+    /// The issuer's signing key.
+    pub key: SigningKey,
+    /// The pool, to look into what it issued.
+    pub pool: Arc<LocalPool>,
+}
+
+impl LocalPoolServer {
+    /// Starts the server; the pool issues credentials valid for `lifetime`, and `routes` (given
+    /// the pool) are merged into the server's router.
+    pub async fn start(
+        lifetime: Duration,
+        routes: impl FnOnce(Arc<LocalPool>) -> axum::Router,
+    ) -> LocalPoolServer {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("the OS gives out a loopback port");
+        let address = listener.local_addr().expect("a bound listener has an address");
+        let base = format!("http://{address}");
+        let issuer = format!("{base}/idp");
+        let key = SigningKey::generate(Algorithm::ES256, "k1");
+        let pool = LocalPool::new(
+            LOCAL_POOL_ID.to_owned(),
+            vec![TrustedIssuer {
+                issuer: Url::parse(&issuer).expect("issuer URL"),
+                audiences: vec![LOCAL_CLIENT_ID.to_owned()],
+                keys: Arc::new(jwks_cache(&issuer)),
+            }],
+            lifetime,
+        );
+        let jwks = json!({ "keys": [key.public_jwk()] });
+        let app = axum::Router::new()
+            .route(
+                "/idp/jwks",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
+            )
+            .nest_service("/cognito-identity", Arc::clone(&pool).router())
+            .merge(routes(Arc::clone(&pool)));
+        tokio::spawn(async move {
+            // The test is over when this ends; there is nobody left to tell.
+            let _ = axum::serve(listener, app).await;
+        });
+        LocalPoolServer {
+            base,
+            issuer,
+            key,
+            pool,
+        }
+    }
+
+    /// The pool's `Logins` key for the test issuer (its URL without `http://`).
+    pub fn provider(&self) -> String {
+        self.issuer.trim_start_matches("http://").to_owned()
+    }
+
+    /// Valid ID token claims from the test issuer for `sub` (email `{sub}@example.com`), to
+    /// adjust per test.
+    pub fn claims(&self, sub: &str) -> Value {
+        let now = unix_now();
+        json!({
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": LOCAL_CLIENT_ID,
+            "iat": now,
+            "exp": now + 600,
+            "email": format!("{sub}@example.com"),
+        })
+    }
+
+    /// An SDK client for the pool, configured as the broker's is.
+    pub fn client(&self) -> aws_sdk_cognitoidentity::Client {
+        let config = cognito_config(&format!("{}/cognito-identity", self.base)).build();
+        aws_sdk_cognitoidentity::Client::from_conf(config)
+    }
+}
+
+/// The pool's cache of the test issuer's keys, with short test-sized bounds.
+fn jwks_cache(issuer: &str) -> JwksCache {
+    JwksCache::new(
+        reqwest::Client::new(),
+        Url::parse(&format!("{issuer}/jwks")).expect("JWKS URL"),
+        JwksPolicy {
+            cooldown: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            min_max_age: Duration::from_secs(60),
+            max_max_age: Duration::from_secs(600),
+            max_document_bytes: 64 * 1024,
+        },
+    )
+}
+
+/// Seconds since the Unix epoch, for `iat` and `exp`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
 }
 
 /// Serves `router` on a free 127.0.0.1 port in a background task and returns its address. The

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::{Caller, json_message};
+use crate::local::html::escape_html;
 
 /// Notes kept per identity; the oldest go first.
 const MAX_NOTES_PER_IDENTITY: usize = 50;
@@ -241,34 +242,9 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_html_escapes_markup_and_quotes() {
-        assert_eq!(
-            escape_html("<a href=\"x\">Tom & 'Jerry'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape_html("plain"), "plain");
-    }
 
     #[test]
     fn notes_keep_the_newest_per_identity() {

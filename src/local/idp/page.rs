@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::users::{DevUser, UserFields};
+use crate::local::html::escape_html;
 
 /// Readable on a phone and in dark mode, with no external resources.
 const STYLE: &str = "\
@@ -27,22 +28,6 @@ textarea{font-family:ui-monospace,monospace;min-height:6rem}\
 .primary{margin-top:1rem;padding:.6rem 1.3rem;border:0;border-radius:.4rem;background:#3b6fd4;\
 color:#fff;font:inherit;cursor:pointer}\
 .error{padding:.7rem .9rem;border-radius:.5rem;border:1px solid #c33;background:#c332}";
-
-/// Escapes text for HTML element content and double- or single-quoted attribute values.
-pub(super) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
 
 /// What the sign-in page shows.
 pub(super) struct SignInPage<'a> {
@@ -190,17 +175,4 @@ fn html_response(status: StatusCode, title: &str, body: &str) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape_html(r#"<a href="x" title='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
-    }
 }
