@@ -40,12 +40,12 @@ const EXPOSED_HEADERS: &str = "date, retry-after, www-authenticate";
 /// methods, and the CORS allowlist around all of it. This is what the Lambda binary and
 /// `credbroker serve` run.
 pub fn router(broker: Arc<Broker>) -> Router {
-    let origins = CorsOrigins(Arc::new(broker.allowed_origins().to_vec()));
+    let cors = Cors::refusing(broker.allowed_origins(), "/");
     with_cors(
         routes(broker)
             .fallback(|| async { ApiError::NotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
-        origins,
+        cors,
     )
 }
 
@@ -60,30 +60,52 @@ pub fn routes(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// Wraps a finished router in the CORS allowlist. It must be the outermost layer: preflights
-/// have to be answered before routing, which would call them 405.
-pub fn with_cors(router: Router, origins: CorsOrigins) -> Router {
-    router.layer(middleware::from_fn_with_state(origins, cors))
+/// Wraps a finished router in a CORS policy. It must be the outermost layer: preflights have to
+/// be answered before routing, which would call them 405.
+pub fn with_cors(router: Router, cors: Cors) -> Router {
+    router.layer(middleware::from_fn_with_state(cors, cors_layer))
 }
 
-/// The browser origins a CORS layer lets through.
+/// A CORS policy: listed origins get CORS headers (and preflight answers) everywhere; requests
+/// from other origins are refused under `refuse_under` and passed through without CORS headers
+/// elsewhere, where the browser enforces the policy — as API Gateway does for `aws_iam` routes,
+/// and as an OpenID provider's own pages need (a form post under `Referrer-Policy: no-referrer`
+/// carries `Origin: null`).
 #[derive(Debug, Clone)]
-pub struct CorsOrigins(pub Arc<Vec<String>>);
+pub struct Cors {
+    origins: Arc<Vec<String>>,
+    refuse_under: &'static str,
+}
 
-/// The CORS allowlist as middleware.
-async fn cors(State(origins): State<CorsOrigins>, request: Request, next: Next) -> Response {
+impl Cors {
+    /// Lists `origins`, and refuses other origins for paths starting with `refuse_under`.
+    pub fn refusing(origins: &[String], refuse_under: &'static str) -> Cors {
+        Cors {
+            origins: Arc::new(origins.to_vec()),
+            refuse_under,
+        }
+    }
+
+    fn lists(&self, origin: &HeaderValue) -> bool {
+        origin
+            .to_str()
+            .is_ok_and(|origin| self.origins.iter().any(|allowed| allowed == origin))
+    }
+}
+
+async fn cors_layer(State(cors): State<Cors>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
-    let listed = origin
-        .to_str()
-        .is_ok_and(|origin| origins.0.iter().any(|allowed| allowed == origin));
-    if !listed {
-        let shown = String::from_utf8_lossy(origin.as_bytes())
-            .chars()
-            .take(100)
-            .collect();
-        return ApiError::OriginNotAllowed(shown).into_response();
+    if !cors.lists(&origin) {
+        if request.uri().path().starts_with(cors.refuse_under) {
+            let shown = String::from_utf8_lossy(origin.as_bytes())
+                .chars()
+                .take(100)
+                .collect();
+            return ApiError::OriginNotAllowed(shown).into_response();
+        }
+        return next.run(request).await;
     }
     let is_preflight = request.method() == Method::OPTIONS
         && request

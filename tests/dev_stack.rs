@@ -446,3 +446,43 @@ async fn the_cli_mints_signs_in_and_sends_signed_requests() {
     assert!(!ok);
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+#[tokio::test]
+async fn only_the_broker_api_refuses_unlisted_origins() {
+    let stack = Stack::start().await;
+    let post = |path: &str, origin: &'static str| {
+        stack
+            .http
+            .post(stack.url(path))
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("x=1")
+            .send()
+    };
+    // The dev provider's own form posts carry `Origin: null` under its no-referrer policy.
+    let idp = post("dev-idp/authorize", "null").await.unwrap();
+    assert_ne!(idp.status(), StatusCode::FORBIDDEN);
+    assert!(!idp.text().await.unwrap().contains("origin_not_allowed"));
+    // The gateway answers like API Gateway (auth first) and leaves CORS to the browser.
+    let api = post("api/echo", "https://evil.example").await.unwrap();
+    assert!(!api.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    assert_eq!(
+        message(&api.text().await.unwrap()),
+        "Missing Authentication Token"
+    );
+    // The broker refuses, and the stack's own origin is listed.
+    let broker = post("auth/signin/dev", "https://evil.example").await.unwrap();
+    assert_eq!(broker.status(), StatusCode::FORBIDDEN);
+    let own = stack.base.origin().ascii_serialization();
+    let listed = stack
+        .http
+        .get(stack.url("auth/config"))
+        .header(header::ORIGIN, own.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        own.as_str()
+    );
+}

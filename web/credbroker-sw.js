@@ -106,11 +106,13 @@ async function currentState() {
 async function askPages() {
   const pages = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
   if (pages.length === 0) return null;
-  return new Promise((resolve) => {
+  const ports = [];
+  const answer = await new Promise((resolve) => {
     let waiting = pages.length;
     const timer = setTimeout(() => resolve(null), ASK_TIMEOUT_MS);
     for (const page of pages) {
       const channel = new MessageChannel();
+      ports.push(channel.port1);
       channel.port1.onmessage = ({ data }) => {
         waiting--;
         if (data?.type === 'credbroker:credentials' || waiting === 0) {
@@ -121,6 +123,8 @@ async function askPages() {
       page.postMessage({ type: 'credbroker:need-credentials' }, [channel.port2]);
     }
   });
+  for (const port of ports) port.close();
+  return answer;
 }
 
 function signerFor(current) {

@@ -20,7 +20,8 @@
 // the page only checks `state` (this sign-in was started here) and `nonce` (this token was
 // issued for it).
 //
-// Renewal, at expiration - max(60 s, 10% of the lifetime) in server time:
+// Renewal, at expiration - max(60 s, 10% of the lifetime) in server time (at most half the
+// lifetime early), and again when the expiry timer finds the credentials run out (after sleep):
 // 1. a refresh token, if the provider gave one to the page (Microsoft with offline_access,
 //    Cognito, Salesforce with the refresh_token scope, the dev provider);
 // 2. else `prompt=none` in a hidden iframe (works where the provider's session cookie is
@@ -141,15 +142,15 @@ export class CredbrokerClient extends EventTarget {
     return this.#configPromise;
   }
 
+  // No clock reading here: /auth/config is cacheable for minutes, so its time could be stale.
+  // The sign-in answer's serverTime sets the clock.
   async #loadConfig() {
-    const sentAt = this.#clock.localNow();
     const response = await this.#env.fetch(new URL('auth/config', this.#brokerBase()).href, {
       headers: { accept: 'application/json' },
     });
     const config = await readJson(response);
     if (!response.ok) throw problemError(config, response.status, 'config_failed');
     if (!Array.isArray(config.providers)) throw new CredbrokerError('bad_config', '/auth/config has no providers');
-    this.#clock.observe(Date.parse(config.serverTime), sentAt, this.#clock.localNow());
     return config;
   }
 
@@ -202,16 +203,20 @@ export class CredbrokerClient extends EventTarget {
     const s = this.#session;
     if (!s) return null;
     const lifetime = Math.max(0, s.credentials.expiration - s.issuedAt);
-    return s.credentials.expiration - Math.max(MIN_RENEW_LEAD_MS, lifetime * RENEW_LEAD_FRACTION);
+    // At most half the lifetime early: 60 s credentials (credbroker dev's shortest) would
+    // otherwise be due for renewal the moment they arrive, renewing in a loop.
+    const lead = Math.min(Math.max(MIN_RENEW_LEAD_MS, lifetime * RENEW_LEAD_FRACTION), lifetime / 2);
+    return s.credentials.expiration - lead;
   }
 
   #restore() {
     const saved = safeParse(this.#env.storage?.getItem(SESSION_KEY));
-    if (!saved?.credentials?.expiration || saved.credentials.expiration <= this.#clock.localNow() + saved.skewMs) {
+    const skewMs = Number(saved?.skewMs) || 0;
+    if (!(saved?.credentials?.expiration > this.#clock.localNow() + skewMs)) {
       this.#env.storage?.removeItem(SESSION_KEY);
       return;
     }
-    this.#clock.skewMs = saved.skewMs ?? 0;
+    this.#clock.skewMs = skewMs;
     this.#session = saved;
     this.#schedule();
   }
@@ -267,12 +272,17 @@ export class CredbrokerClient extends EventTarget {
     });
   }
 
+  // A device that slept past the renewal time wakes up with both timers due: the renewal (or
+  // one more attempt) decides whether the session ends, so a refresh token is not wasted.
   #expire() {
     const s = this.#session;
-    if (!s || s.credentials.expiration > this.#clock.now() + MIN_USABLE_MS) return;
-    this.#clearSession();
-    this.#emit('expired', null);
-    this.#emit('credentials', null);
+    if (!s || this.#usable()) return;
+    this.renew().catch(() => {
+      if (this.#session !== s || this.#usable()) return;
+      this.#clearSession();
+      this.#emit('expired', null);
+      this.#emit('credentials', null);
+    });
   }
 
   #clearSession() {

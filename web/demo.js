@@ -32,7 +32,8 @@ function formatDuration(ms) {
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = String(total % 60).padStart(2, '0');
-  return h ? `${h} h ${String(m).padStart(2, '0')} min ${s} s` : `${m} min ${s} s`;
+  if (h) return `${h} h ${String(m).padStart(2, '0')} min ${s} s`;
+  return m ? `${m} min ${s} s` : `${total} s`;
 }
 
 function tick() {
@@ -120,7 +121,11 @@ async function callWhoami() {
 }
 
 async function main() {
-  client.addEventListener('credentials', render);
+  client.addEventListener('credentials', () => {
+    // New credentials (a renewal, a sign-in) make an earlier "expired" or renewal warning moot.
+    if (client.session) showError(null);
+    render();
+  });
   client.addEventListener('expired', () => {
     render();
     showError({ message: 'Your credentials expired. Sign in again.' });

@@ -31,7 +31,7 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
-use crate::api::{self, CorsOrigins};
+use crate::api::{self, Cors};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError, IdentityPoolConfig};
 use crate::error::ApiError;
@@ -181,7 +181,9 @@ fn assemble(
     pool: Arc<pool::LocalPool>,
     options: &DevOptions,
 ) -> Router {
-    let origins = CorsOrigins(Arc::new(broker.allowed_origins().to_vec()));
+    // Only the broker API refuses unlisted origins; the dev provider and the gateway behave like
+    // the real services they stand in for.
+    let cors = Cors::refusing(broker.allowed_origins(), "/auth/");
     let settings = gateway::GatewaySettings {
         region: broker.region().to_string(),
         upstream: options.upstream.clone(),
@@ -206,7 +208,7 @@ fn assemble(
         .merge(api::routes(broker))
         .merge(web)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    api::with_cors(app, origins)
+    api::with_cors(app, cors)
 }
 
 /// The origin clients use: a wildcard listen address is reached through loopback.

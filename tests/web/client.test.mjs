@@ -141,8 +141,8 @@ test('Google web clients get the implicit id_token flow, answered in the fragmen
   assert.equal(env.servers.callsTo('/dev-idp/token').length, 0);
 });
 
-test('renewal is scheduled from the real expiration: max(60 s, 10% of the lifetime) early', async (t) => {
-  for (const [lifetimeMin, leadSec] of [[60, 360], [15, 90], [5, 60]]) {
+test('renewal is scheduled from the real expiration: max(60 s, 10% of the lifetime) early, at most half', async (t) => {
+  for (const [lifetimeMin, leadSec] of [[60, 360], [15, 90], [5, 60], [1, 30]]) {
     await t.test(`${lifetimeMin}-minute credentials renew ${leadSec} s early`, async () => {
       // The page's clock is 2 minutes behind: timers still land at the server-time instants.
       const env = setup({ lifetimeMs: lifetimeMin * 60_000, skewMs: 120_000 });
@@ -166,6 +166,26 @@ test('the renewal timer renews with the refresh token and reschedules', async ()
   assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
   assert.deepEqual(env.clock.pendingDelays(), [3240_000, 3600_000]);
   assert.equal(env.events.filter((e) => e.type === 'credentials').length, 2);
+});
+
+test('60-second credentials are renewed once per half lifetime, not in a loop', async () => {
+  const env = setup({ lifetimeMs: 60_000 });
+  await signInWithCode(env);
+  await env.clock.advance(29_000);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 1);
+  await env.clock.advance(1_000);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2);
+  assert.deepEqual(env.clock.pendingDelays(), [30_000, 60_000]);
+});
+
+test('a device that slept past the expiry renews with its refresh token instead of signing out', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  await env.clock.wake(3600_000 + 60_000);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2, 'one renewal, shared by both timers');
+  assert.ok(!env.events.some((e) => e.type === 'expired'));
+  assert.equal(env.client.session.subject, 'alice');
+  assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
 });
 
 test('concurrent callers share one renewal', async () => {

@@ -60,6 +60,16 @@ export class FakeClock {
     }
     this.time = end;
   }
+  /** As after sleep: time jumps `ms` at once, then every overdue timer fires back to back. */
+  async wake(ms) {
+    this.time += ms;
+    const overdue = [...this.timers.entries()].filter(([, t]) => t.at <= this.time).sort(([, a], [, b]) => a.at - b.at);
+    for (const [id, timer] of overdue) {
+      this.timers.delete(id);
+      timer.fn();
+    }
+    await settle();
+  }
 }
 
 export async function settle() {
@@ -169,7 +179,6 @@ export class FakeServers {
       region: REGION,
       providers,
       signinPath: '/auth/signin/{provider}',
-      serverTime: new Date(this.serverTime()).toISOString(),
     };
   }
 

@@ -1,0 +1,311 @@
+// The browser client end to end, in Debian's Chromium (headless, driven by playwright-core)
+// against a real `credbroker dev` stack started here: sign-in through the dev OpenID provider,
+// a signed call to /api/whoami, server-rendered /api/app/ pages, a link, an urlencoded form and
+// a multipart upload through the signing service worker, renewal after the credentials ran out,
+// and sign-out. Screenshots of the signed-in demo page go to test-output/e2e/.
+//
+// Needs /usr/bin/chromium (tests/run installs it; CHROMIUM overrides the path) and builds the
+// binary with cargo first (CREDBROKER_BIN names a ready one instead). Nothing is downloaded.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+import { chromium } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const OUTPUT = fileURLToPath(new URL('../../test-output/e2e/', import.meta.url));
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+/**
+ * Short credentials (the client renews them after half their lifetime), yet long enough that the
+ * worker's copy outlives the /api/app/ steps on a busy machine.
+ */
+const CREDENTIAL_LIFETIME_S = 120;
+const STACK_START_MS = 30_000;
+const CARGO_BUILD_MS = 15 * 60_000;
+const STEP_MS = 15_000;
+const STOP_MS = 5_000;
+/** Kept of the stack's stderr, for failure messages. */
+const MAX_LOG_CHARS = 8_000;
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  // The machine's network is closed: nothing may phone home.
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/** `target/debug/credbroker`, built now so the test never runs a stale binary. */
+function credbrokerBinary() {
+  if (process.env.CREDBROKER_BIN) return process.env.CREDBROKER_BIN;
+  const build = spawnSync('cargo', ['build', '--locked', '--quiet', '--bin', 'credbroker'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: CARGO_BUILD_MS,
+  });
+  assert.equal(build.status, 0, `cargo build failed (${build.error?.message ?? `exit ${build.status}`})`);
+  return `${ROOT}target/debug/credbroker`;
+}
+
+/** Starts `credbroker dev` on a free port; resolves once it prints its URL. */
+async function startStack() {
+  const child = spawn(
+    credbrokerBinary(),
+    ['dev', '--listen', '127.0.0.1:0', '--credential-lifetime', String(CREDENTIAL_LIFETIME_S)],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+  );
+  // Whatever happens to this test process, the stack goes with it.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  let log = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk) => {
+    log = (log + chunk).slice(-MAX_LOG_CHARS);
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const stop = async () => {
+    process.off('exit', killOnExit);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGINT'); // like Ctrl-C: a graceful shutdown
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_MS);
+    await exited;
+    clearTimeout(timer);
+  };
+  const lines = createInterface({ input: child.stdout });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`credbroker dev printed no URL within ${STACK_START_MS} ms\n${log}`)), STACK_START_MS);
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      const found = /Open (http:\/\/127\.0\.0\.1:\d+\/)/.exec(line)?.[1];
+      if (found) resolve(found);
+      else reject(new Error(`unexpected first line from credbroker dev: ${line}`));
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`credbroker dev exited (${code ?? signal}) before serving\n${log}`));
+    });
+  }).catch(async (error) => {
+    await stop();
+    throw error;
+  });
+  // readline keeps reading stdout, so the stack never blocks on a full pipe.
+  return { url, stop, log: () => log };
+}
+
+async function launchChromium() {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (tests/run does), or set CHROMIUM`);
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/** The JSON the demo page shows after "Call /api/whoami" (its first line is `HTTP <status>`). */
+async function callWhoami(page) {
+  const output = page.locator('#output');
+  const before = (await output.isVisible()) ? await output.textContent() : null;
+  await page.getByRole('button', { name: 'Call /api/whoami' }).click();
+  // The button is disabled while the call runs; the output changes when it is done.
+  await page.waitForFunction((old) => {
+    const el = document.getElementById('output');
+    return !el.hidden && el.textContent !== old && !document.getElementById('whoami').disabled;
+  }, before);
+  const [status, ...body] = (await output.textContent()).split('\n');
+  assert.equal(status, 'HTTP 200', `whoami failed: ${status}\n${body.join('\n')}`);
+  return JSON.parse(body.join('\n'));
+}
+
+/** The request the service worker sends for `method url` (the page's own is never sent). */
+function sentByWorker(context, method, url) {
+  return context.waitForEvent('request', {
+    predicate: (r) => !!r.serviceWorker() && r.method() === method && r.url() === url,
+    timeout: STEP_MS,
+  });
+}
+
+/** A SigV4 Authorization header with these signed headers and the stack's scope. */
+function assertSigned(request, signedHeaders) {
+  const authorization = request.headers().authorization ?? '';
+  assert.match(authorization, /^AWS4-HMAC-SHA256 Credential=ASIA\w+\/\d{8}\/us-east-1\/execute-api\/aws4_request, /);
+  assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
+}
+
+/** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
+async function navigates(page, url, action) {
+  await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
+}
+
+test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
+  const stack = await startStack();
+  t.after(() => stack.stop());
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // The page's clock, so the test can move it past the credentials' expiration.
+  await context.clock.install();
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const problems = [];
+  context.on('weberror', (error) => problems.push(`page error: ${error.error().message}`));
+  context.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error on ${message.location().url}: ${message.text()}`);
+  });
+  const base = stack.url;
+  const appUrl = `${base}api/app/`;
+
+  // Run one step after another; once one fails the rest are skipped instead of piling up errors.
+  let failed = false;
+  const step = (name, fn) =>
+    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
+      try {
+        await fn();
+      } catch (error) {
+        failed = true;
+        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
+        throw new Error(
+          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
+          { cause: error },
+        );
+      }
+    });
+
+  let firstKey;
+  let identityId;
+
+  await step('signs in through the dev provider and shows the session', async () => {
+    await page.goto(base);
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    await navigates(page, base, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+    const session = page.locator('#session');
+    await session.waitFor();
+    // The callback's code and state are gone from the address bar.
+    assert.equal(page.url(), base);
+    await page.getByRole('status').filter({ hasText: 'Signed in as bob@corp.example.' }).waitFor();
+    identityId = await page.locator('#identity-id').textContent();
+    assert.match(identityId, /^us-east-1:[0-9a-f-]{36}$/);
+    assert.equal(await page.locator('#provider').textContent(), 'dev');
+    assert.equal(await page.locator('#subject').textContent(), 'bob');
+    const countdown = await page.locator('#countdown').textContent();
+    assert.match(countdown, /^(1 min [0-5]\d|[1-5]?\d) s$/, `countdown of ${CREDENTIAL_LIFETIME_S} s credentials: ${countdown}`);
+    // The countdown ticks.
+    await page.waitForFunction((shown) => document.getElementById('countdown').textContent !== shown, countdown);
+    assert.equal(await page.locator('#signin').isVisible(), false);
+  });
+
+  await step('calls /api/whoami signed with the credentials', async () => {
+    const whoami = await callWhoami(page);
+    assert.equal(whoami.subject, 'bob');
+    assert.equal(whoami.identityId, identityId);
+    assert.equal(whoami.authType, 'header');
+    assert.deepEqual(whoami.claims.groups, ['admins']);
+    assert.match(whoami.accessKeyId, /^ASIA/);
+    firstKey = whoami.accessKeyId;
+  });
+
+  await step('saves screenshots of the signed-in demo page', async () => {
+    mkdirSync(OUTPUT, { recursive: true });
+    await page.screenshot({ path: `${OUTPUT}signed-in.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${OUTPUT}signed-in-phone.png`, fullPage: true });
+    // Nothing sticks out sideways on a phone.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.equal(overflow, 0, 'the demo page scrolls sideways at 390 px');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await step('a plain link into /api/app/ shows the server-rendered page through the service worker', async () => {
+    const link = page.getByRole('link', { name: 'Open /api/app/' });
+    await page.locator('#app-link[aria-disabled="false"]').waitFor();
+    await navigates(page, appUrl, () => link.click());
+    await page.getByRole('heading', { name: 'Hello, Bob Admin!' }).waitFor();
+    assert.match(await page.locator('body').textContent(), new RegExp(`identity ${identityId}`));
+    // The page is controlled by the worker, and its image came through it, signed, too.
+    assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller), 'the app page is not controlled by the service worker');
+    await page.waitForFunction(() => document.querySelector('img[alt="credbroker logo"]')?.complete);
+    assert.ok(await page.locator('img[alt="credbroker logo"]').evaluate((img) => img.naturalWidth > 0), 'the logo did not load');
+  });
+
+  await step('follows a plain link to another app page', async () => {
+    await navigates(page, `${appUrl}notes`, () => page.getByRole('link', { name: 'Your notes' }).click());
+    await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+    await page.getByText('No notes yet.').waitFor();
+  });
+
+  await step('submits the urlencoded notes form and sees the note after the redirect', async () => {
+    const note = `Signed form post ✓ ${Date.now()}`;
+    await page.getByLabel('New note').fill(note);
+    const posted = sentByWorker(context, 'POST', `${appUrl}notes`);
+    await navigates(page, `${appUrl}notes`, () => page.getByRole('button', { name: 'Add' }).click());
+    const post = await posted;
+    assert.equal(post.postData(), new URLSearchParams({ text: note }).toString());
+    assertSigned(post, 'content-type;host;x-amz-date;x-amz-security-token');
+    await page.getByRole('listitem').filter({ hasText: note }).waitFor();
+    assert.equal(await page.getByRole('listitem').count(), 1, 'exactly the one note');
+  });
+
+  await step('submits the multipart upload form with a file and sees its name and size', async () => {
+    const content = Buffer.from('credbroker e2e upload: multipart body signed by the worker\n');
+    await page.locator('input[type=file][name=file]').setInputFiles({ name: 'hello e2e.txt', mimeType: 'text/plain', buffer: content });
+    const posted = sentByWorker(context, 'POST', `${appUrl}upload`);
+    await navigates(page, `${appUrl}upload`, () => page.getByRole('button', { name: 'Upload' }).click());
+    const post = await posted;
+    assert.match(post.headers()['content-type'], /^multipart\/form-data; boundary=/);
+    assert.ok(post.postDataBuffer().includes(content), 'the worker re-sent the file bytes');
+    assertSigned(post, 'content-type;host;x-amz-date;x-amz-security-token');
+    await page.getByRole('heading', { name: 'Upload received' }).waitFor();
+    assert.equal(await page.locator('p').first().textContent(), `File hello e2e.txt, ${content.length} bytes.`);
+  });
+
+  await step('a service worker restarted by the browser still signs, with credentials from IndexedDB', async () => {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    await cdp.detach();
+    const sent = sentByWorker(context, 'GET', `${appUrl}about`);
+    await page.goto(`${appUrl}about`);
+    await page.getByRole('heading', { name: 'About' }).waitFor();
+    assertSigned(await sent, 'host;x-amz-date;x-amz-security-token');
+  });
+
+  await step('renews the credentials after they expire and keeps calling the API', async () => {
+    await page.goto(base);
+    await page.locator('#session').waitFor();
+    const renewed = page
+      .waitForResponse((r) => r.url() === `${base}auth/signin/dev` && r.status() === 200, { timeout: STEP_MS })
+      .catch((error) => assert.fail(`no renewal once the page's clock passed the expiration (${error.message})`));
+    // As after a sleep: the page's clock jumps past the expiration, both timers are overdue.
+    await page.clock.fastForward((CREDENTIAL_LIFETIME_S + 5) * 1000);
+    await renewed;
+    const whoami = await callWhoami(page);
+    assert.notEqual(whoami.accessKeyId, firstKey, 'the credentials were not renewed');
+    assert.equal(whoami.identityId, identityId, 'renewal keeps the identity');
+    assert.equal(await page.locator('#session').isVisible(), true);
+    assert.equal(await page.locator('#error').isVisible(), false, `the page shows: ${await page.locator('#error').textContent()}`);
+    // The page handed the new credentials to the worker too.
+    const sent = sentByWorker(context, 'GET', `${appUrl}notes`);
+    await page.goto(`${appUrl}notes`);
+    await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+    assert.match((await sent).headers().authorization, new RegExp(`Credential=${whoami.accessKeyId}/`));
+  });
+
+  await step('signs out: the UI says so and /api/app/ navigations land on the sign-in page', async () => {
+    await page.goto(base);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#signin').waitFor();
+    assert.equal(await page.getByRole('status').textContent(), 'Not signed in.');
+    assert.equal(await page.locator('#session').isVisible(), false);
+    await page.goto(appUrl);
+    await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
+    await page.getByRole('status').filter({ hasText: 'Sign in to continue to /api/app/.' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with dev' }).waitFor();
+    await page.screenshot({ path: `${OUTPUT}signed-out.png`, fullPage: true });
+  });
+
+  await step('signing in again continues to the /api/app/ page the worker sent us from', async () => {
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    await navigates(page, appUrl, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+    await page.getByRole('heading', { name: 'Hello, Bob Admin!' }).waitFor();
+  });
+
+  await step('the browser reported no errors', async () => {
+    assert.deepEqual(problems, []);
+  });
+});
