@@ -19,7 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::broker::{Broker, SignIn};
@@ -141,12 +141,6 @@ fn preflight_answer() -> Response {
         .into_response()
 }
 
-/// The sign-in request body.
-#[derive(Debug, Deserialize)]
-struct SignInRequest {
-    id_token: String,
-}
-
 /// The sign-in answer (camelCase, like the AWS SDKs' credential objects).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -209,17 +203,7 @@ fn id_token_from(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
         .trim()
         .to_ascii_lowercase();
     let token = match media_type.as_str() {
-        "application/json" => {
-            serde_json::from_slice::<SignInRequest>(body)
-                .map_err(|e| ApiError::BadRequest {
-                    code: "malformed_request",
-                    detail: format!(
-                        "the body is not a JSON object with a string `id_token`: {}",
-                        e.classify_name()
-                    ),
-                })?
-                .id_token
-        }
+        "application/json" => json_id_token(body)?,
         "application/x-www-form-urlencoded" => form_id_token(body)?,
         _ => {
             let shown = content_type.chars().take(100).collect();
@@ -251,19 +235,31 @@ fn missing_id_token() -> ApiError {
     }
 }
 
-/// Names a serde_json error's category without echoing any of the input.
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
+/// The `id_token` of a JSON body, which must be an object: serde's derived structs would also
+/// take `["<token>"]`, a shape the API does not document.
+fn json_id_token(body: &[u8]) -> Result<String, ApiError> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+            code: "malformed_request",
+            detail: format!("the body is not a JSON object: {}", json_error_kind(&e)),
+        })?;
+    match object.get("id_token") {
+        None => Err(missing_id_token()),
+        Some(serde_json::Value::String(token)) => Ok(token.clone()),
+        Some(_) => Err(ApiError::BadRequest {
+            code: "malformed_request",
+            detail: "`id_token` is not a string".into(),
+        }),
+    }
 }
 
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "invalid JSON syntax",
-            serde_json::error::Category::Data => "wrong shape or missing `id_token`",
-            serde_json::error::Category::Eof => "unexpected end of input",
-        }
+/// Names a serde_json error's category without echoing any of the input.
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "invalid JSON syntax",
+        serde_json::error::Category::Data => "not an object",
+        serde_json::error::Category::Eof => "unexpected end of input",
     }
 }
 
@@ -361,7 +357,12 @@ mod tests {
                 .code()
         };
         assert_eq!(code("application/json", b"{"), "malformed_request");
-        assert_eq!(code("application/json", b"{}"), "malformed_request");
+        assert_eq!(code("application/json", b"{}"), "missing_id_token");
+        assert_eq!(code("application/json", br#"["a.b.c"]"#), "malformed_request");
+        assert_eq!(
+            code("application/json", br#"{"id_token": 1}"#),
+            "malformed_request"
+        );
         assert_eq!(
             code("application/json", br#"{"id_token":""}"#),
             "missing_id_token"

@@ -18,13 +18,16 @@
 //! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
+//! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
+//! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
 //! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider, local identity pool,
 //!   SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod authorizer;
 pub mod broker;
 pub mod cli;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod discovery;
 pub mod error;
 pub mod jwks;
 pub mod local;
+pub mod logging;
 pub mod pool;
 pub mod provider;
 pub mod rules;

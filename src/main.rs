@@ -8,12 +8,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Servers log at info; the one-shot tools stay quiet unless RUST_LOG asks otherwise.
     let default_level = if cli::is_server(&cli) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    credbroker::logging::init(default_level, credbroker::logging::Destination::Terminal);
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

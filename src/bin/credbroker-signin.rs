@@ -3,18 +3,11 @@
 
 use std::sync::Arc;
 
-use credbroker::{api, broker::Broker, config::Config};
+use credbroker::{api, broker::Broker, config::Config, logging};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .without_time()
-        .init();
+    logging::init("info", logging::Destination::Lambda);
     // A bad config fails the cold start with the message that names the key and the fix.
     let config = Config::from_env()?;
     let broker = Broker::from_config(&config).await?;
