@@ -9,8 +9,8 @@ use crate::config::{Config, ConfigError, Limits};
 use crate::error::ApiError;
 use crate::jwks::JwksPolicy;
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
-use crate::provider::Provider;
-use crate::token::Claims;
+use crate::provider::{Provider, VerifiedToken};
+use crate::token::{self, Claims, TokenError, UnverifiedToken};
 
 /// Connect timeout for every IdP fetch; the per-request timeout comes from the JWKS policy.
 const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -120,10 +120,7 @@ impl Broker {
             .providers
             .get(provider_name)
             .ok_or_else(|| ApiError::UnknownProvider(truncate(provider_name, 64)))?;
-        let verified = provider.verify(id_token, SystemTime::now()).await?;
-        if let Some(rule) = provider.unmet_rule(&verified.claims) {
-            return Err(ApiError::RuleDenied(rule.to_string()));
-        }
+        let verified = verify_with(provider, id_token).await?;
         let role_arn = provider.role_for(&verified.claims);
         let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
         let identity_id = self.pool.get_id(&logins).await?;
@@ -137,6 +134,43 @@ impl Broker {
             credentials,
         })
     }
+
+    /// Verifies a bearer ID token that names no provider (the bearer authorizer): the providers
+    /// whose issuer policy accepts the token's `iss` are tried in name order, and the first that
+    /// verifies it and whose `require` rules hold wins. When none does, the first candidate's
+    /// error is returned; a token from an issuer no provider accepts is `wrong_issuer`.
+    pub async fn verify_bearer(&self, token: &str) -> Result<VerifiedToken, ApiError> {
+        let unverified = UnverifiedToken::parse(token, self.limits.max_token_bytes)?;
+        let issuer = unverified.issuer()?;
+        let mut first_error = None;
+        for provider in self.providers() {
+            if !provider.accepts_issuer(issuer, unverified.unverified_claims()) {
+                continue;
+            }
+            match verify_with(provider, token).await {
+                Ok(verified) => return Ok(verified),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            ApiError::Token(TokenError::WrongIssuer {
+                expected: "the issuer of a configured provider".into(),
+                found: token::quote_untrusted(issuer),
+            })
+        }))
+    }
+}
+
+/// Every check of `provider` on `id_token`, then its `require` rules: what both a sign-in and a
+/// bearer token must pass.
+async fn verify_with(provider: &Provider, id_token: &str) -> Result<VerifiedToken, ApiError> {
+    let verified = provider.verify(id_token, SystemTime::now()).await?;
+    if let Some(rule) = provider.unmet_rule(&verified.claims) {
+        return Err(ApiError::RuleDenied(rule.to_string()));
+    }
+    Ok(verified)
 }
 
 /// The client for discovery and JWKS fetches. Redirects are not followed: an IdP's key endpoint

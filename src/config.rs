@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::authorizer::RoutePattern;
 use crate::rules::Rule;
 
 /// The environment variable that holds the whole TOML configuration (used by the Lambda binary).
@@ -36,7 +37,42 @@ pub struct Config {
     /// Named sign-in providers; the name is the `{provider}` in `POST /auth/signin/{provider}`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The bearer authorizer's access rules (`credbroker-authorizer` only; the sign-in API
+    /// ignores them).
+    #[serde(default)]
+    pub authorizer: Option<AuthorizerConfig>,
 }
+
+/// `[authorizer]`: which routes a verified bearer token may call, and what the backend learns
+/// about the caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerConfig {
+    /// Access rules; a caller may use the routes of every rule that holds for its claims.
+    #[serde(default)]
+    pub allow: Vec<AccessRule>,
+    /// Claims passed to the backend in the authorizer context, besides provider, subject and
+    /// issuer.
+    #[serde(default = "default_exposed_claims")]
+    pub context_claims: Vec<String>,
+}
+
+/// One `[[authorizer.allow]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// The claim rule that must hold; without one the routes are open to every verified caller.
+    #[serde(default)]
+    pub when: Option<Rule>,
+    /// Routes, `METHOD /path` (see [`RoutePattern`]).
+    pub routes: Vec<RoutePattern>,
+}
+
+/// Most routes over all access rules: the policy is one statement listing them, and API Gateway
+/// caches it per token.
+pub const MAX_AUTHORIZER_ROUTES: usize = 64;
+/// Most claims in the authorizer context.
+pub const MAX_CONTEXT_CLAIMS: usize = 16;
 
 /// Size and clock limits; every one has a safe default.
 #[derive(Debug, Clone, Deserialize)]
@@ -321,8 +357,69 @@ impl Config {
         for (name, provider) in &self.providers {
             validate_provider(name, provider)?;
         }
+        if let Some(authorizer) = &self.authorizer {
+            validate_authorizer(authorizer)?;
+        }
         Ok(())
     }
+
+    /// The `[authorizer]` section, which the bearer authorizer cannot run without.
+    pub fn require_authorizer(&self) -> Result<&AuthorizerConfig, ConfigError> {
+        self.authorizer.as_ref().ok_or_else(|| {
+            invalid(
+                "authorizer",
+                "is missing, so the bearer authorizer would allow nothing",
+                "add [[authorizer.allow]] rules, e.g. routes = [\"GET /*\"]",
+            )
+        })
+    }
+}
+
+fn validate_authorizer(authorizer: &AuthorizerConfig) -> Result<(), ConfigError> {
+    if authorizer.allow.is_empty() {
+        return Err(invalid(
+            "authorizer.allow",
+            "is empty, so every caller would be denied",
+            "add [[authorizer.allow]] with routes = [\"METHOD /path\", ...]",
+        ));
+    }
+    for (index, rule) in authorizer.allow.iter().enumerate() {
+        if rule.routes.is_empty() {
+            return Err(invalid(
+                format!("authorizer.allow[{index}].routes"),
+                "is empty",
+                "list routes such as \"GET /reports/*\", or remove the rule",
+            ));
+        }
+    }
+    let routes: usize = authorizer.allow.iter().map(|rule| rule.routes.len()).sum();
+    if routes > MAX_AUTHORIZER_ROUTES {
+        return Err(invalid(
+            "authorizer.allow",
+            format!("lists {routes} routes, over {MAX_AUTHORIZER_ROUTES}"),
+            "use wildcards, e.g. \"GET /reports/*\"",
+        ));
+    }
+    if authorizer.context_claims.len() > MAX_CONTEXT_CLAIMS {
+        return Err(invalid(
+            "authorizer.context_claims",
+            format!("lists more than {MAX_CONTEXT_CLAIMS} claims"),
+            "keep the claims the backend reads",
+        ));
+    }
+    let reserved = ["provider", "subject", "issuer"];
+    for claim in &authorizer.context_claims {
+        if NEVER_EXPOSED_CLAIMS.contains(&claim.as_str()) || reserved.contains(&claim.as_str()) {
+            return Err(invalid(
+                "authorizer.context_claims",
+                format!(
+                    "`{claim}` cannot be passed on (session material, or a name the context already uses)"
+                ),
+                "remove it from the list",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
@@ -697,6 +794,42 @@ mod tests {
         let message =
             error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\nrequire = [\"hd~(\"]\n");
         assert!(message.contains("require"), "{message}");
+    }
+
+    #[test]
+    fn authorizer_rules_parse_and_are_validated() {
+        let config = Config::from_toml(&format!(
+            "{POOL}[authorizer]\ncontext_claims = [\"email\"]\n\
+             [[authorizer.allow]]\nroutes = [\"GET /me\"]\n\
+             [[authorizer.allow]]\nwhen = \"groups:admins\"\nroutes = [\"* /admin/*\"]\n"
+        ))
+        .unwrap();
+        let authorizer = config.require_authorizer().unwrap();
+        assert_eq!(authorizer.allow.len(), 2);
+        assert_eq!(authorizer.allow[1].routes[0].to_string(), "* /admin/*");
+        let missing = Config::from_toml(POOL)
+            .unwrap()
+            .require_authorizer()
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("`authorizer`"), "{missing}");
+        let empty = error_for("[authorizer]\n");
+        assert!(empty.contains("authorizer.allow"), "{empty}");
+        let no_routes = error_for("[[authorizer.allow]]\nroutes = []\n");
+        assert!(no_routes.contains("authorizer.allow[0].routes"), "{no_routes}");
+        let bad_route = error_for("[[authorizer.allow]]\nroutes = [\"GET reports\"]\n");
+        assert!(bad_route.contains("does not start with `/`"), "{bad_route}");
+        let bad_rule = error_for("[[authorizer.allow]]\nwhen = \"groups\"\nroutes = [\"GET /\"]\n");
+        assert!(bad_rule.contains("groups"), "{bad_rule}");
+        let too_many = error_for(&format!(
+            "[[authorizer.allow]]\nroutes = [{}]\n",
+            vec!["\"GET /x\""; MAX_AUTHORIZER_ROUTES + 1].join(",")
+        ));
+        assert!(too_many.contains("over 64"), "{too_many}");
+        let reserved = error_for(
+            "[authorizer]\ncontext_claims = [\"nonce\"]\n[[authorizer.allow]]\nroutes = [\"GET /\"]\n",
+        );
+        assert!(reserved.contains("authorizer.context_claims"), "{reserved}");
     }
 
     #[test]

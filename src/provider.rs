@@ -220,6 +220,12 @@ impl Provider {
         })
     }
 
+    /// Whether this provider accepts `issuer` as the `iss` of a token with these (still
+    /// unverified) claims: how a bearer token, which names no provider, finds its provider.
+    pub fn accepts_issuer(&self, issuer: &str, unverified_claims: &Claims) -> bool {
+        self.check_issuer(issuer, unverified_claims).is_ok()
+    }
+
     /// The first `require` rule the claims break, if any.
     pub fn unmet_rule(&self, claims: &Claims) -> Option<&Rule> {
         crate::rules::first_unmet(&self.require, claims)

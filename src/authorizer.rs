@@ -1,0 +1,538 @@
+//! The bearer authorizer: an API Gateway REQUEST authorizer (`credbroker-authorizer`) for APIs
+//! whose clients send `Authorization: Bearer <ID token>` instead of SigV4.
+//!
+//! The token goes through the same verifier as a sign-in ([`Broker::verify_bearer`]: the provider
+//! is found by the token's issuer, then every check and the provider's `require` rules), and the
+//! `[authorizer]` access rules turn the verified claims into an IAM policy.
+//!
+//! API Gateway caches an authorizer's answer per token (the identity source) and reuses it for
+//! *every* route of the stage, so the policy never depends on the route of the request that
+//! happened to fill the cache: it allows every route the caller may use and nothing else. Only
+//! the API and stage are taken from the request's `methodArn`.
+//!
+//! Answers, as API Gateway reads them:
+//! - a verified caller with at least one matching access rule: an `Allow` policy on the routes of
+//!   every matching rule, with the identity in `context`;
+//! - a verified caller no access rule admits, or whose provider `require` rule fails: an explicit
+//!   `Deny` on the whole stage (API Gateway answers 403);
+//! - no bearer token or a token that fails verification: [`Refusal::Unauthorized`], which the
+//!   Lambda reports as the error `Unauthorized` (API Gateway answers 401);
+//! - the provider's keys cannot be fetched: [`Refusal::Failed`] (API Gateway answers 500).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::broker::Broker;
+use crate::config::{AccessRule, AuthorizerConfig};
+use crate::provider::VerifiedToken;
+
+/// HTTP methods a route pattern may name; `*` (or `ANY`) stands for all of them.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// Longest route pattern accepted, so a policy stays far below API Gateway's size limits.
+pub const MAX_PATTERN_CHARS: usize = 256;
+/// A context value longer than this is left out (API Gateway passes context in headers and
+/// mapping templates, where a huge `groups` array does not belong).
+const MAX_CONTEXT_VALUE_CHARS: usize = 1024;
+/// The IAM action API Gateway authorizes.
+const INVOKE: &str = "execute-api:Invoke";
+
+/// One route pattern of an access rule: `METHOD /path`, e.g. `GET /reports/*` or `* /admin/*`.
+///
+/// The method is an HTTP method, `*` or `ANY`. The path starts with `/`; `*` matches any
+/// characters (slashes included, as in IAM), and a `{name}` or `{proxy+}` segment, as written in
+/// an API definition, matches one or more segments like `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    /// `GET`, `POST`, ... or `*`.
+    method: String,
+    /// The path without its leading slash, in IAM wildcard form.
+    path: String,
+}
+
+impl RoutePattern {
+    /// Parses `METHOD /path`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<RoutePattern, String> {
+        if text.chars().count() > MAX_PATTERN_CHARS {
+            return Err(format!("is longer than {MAX_PATTERN_CHARS} characters"));
+        }
+        let Some((method, path)) = text.trim().split_once(' ') else {
+            return Err(format!("`{text}` is not `METHOD /path`"));
+        };
+        let method = match method.to_ascii_uppercase().as_str() {
+            "*" | "ANY" => "*".to_string(),
+            known if METHODS.contains(&known) => known.to_string(),
+            _ => return Err(format!("`{method}` is not an HTTP method, `*` or `ANY`")),
+        };
+        let Some(path) = path.trim().strip_prefix('/') else {
+            return Err(format!("the path of `{text}` does not start with `/`"));
+        };
+        let segments: Result<Vec<&str>, String> = path.split('/').map(pattern_segment).collect();
+        Ok(RoutePattern {
+            method,
+            path: segments?.join("/"),
+        })
+    }
+
+    /// The `execute-api` resource ARN of this route in `api`.
+    pub fn arn(&self, api: &ApiArn) -> String {
+        format!("{}/{}/{}", api.0, self.method, self.path)
+    }
+}
+
+/// One path segment in IAM form: `{param}` becomes `*`; anything else must be plain URL path
+/// characters (no `?`, `#`, spaces or quotes that could change what the ARN means).
+fn pattern_segment(segment: &str) -> Result<&str, String> {
+    if segment.starts_with('{') && segment.ends_with('}') && segment.len() > 2 {
+        return Ok("*");
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()+,;=:@%*".contains(c);
+    if segment.chars().all(plain) {
+        Ok(segment)
+    } else {
+        Err(format!(
+            "the path segment `{segment}` has characters a route cannot have"
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RoutePattern, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RoutePattern::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} /{}", self.method, self.path)
+    }
+}
+
+/// The API and stage of a request: `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}`,
+/// taken from the event's `methodArn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiArn(String);
+
+impl ApiArn {
+    /// The API and stage part of a `methodArn`, or `None` when it is not an execute-api ARN.
+    pub fn from_method_arn(method_arn: &str) -> Option<ApiArn> {
+        let fields: Vec<&str> = method_arn.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = fields.as_slice() else {
+            return None;
+        };
+        let mut resource = resource.splitn(3, '/');
+        let (api_id, stage) = (resource.next()?, resource.next()?);
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let well_formed = *arn == "arn"
+            && partition.starts_with("aws")
+            && *service == "execute-api"
+            && [*partition, *region, *account, api_id, stage]
+                .into_iter()
+                .all(word);
+        well_formed.then(|| {
+            ApiArn(format!(
+                "arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}"
+            ))
+        })
+    }
+
+    /// Every route of the stage.
+    pub fn everything(&self) -> String {
+        format!("{}/*", self.0)
+    }
+}
+
+/// The part of an API Gateway REQUEST authorizer event the authorizer reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerEvent {
+    /// `TOKEN` or `REQUEST`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// The ARN of the method being called.
+    #[serde(default)]
+    pub method_arn: String,
+    /// Request headers (API Gateway sends `null` when there are none).
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A TOKEN authorizer's identity source value.
+    #[serde(default)]
+    pub authorization_token: Option<String>,
+}
+
+impl AuthorizerEvent {
+    /// The token of an `Authorization: Bearer <token>` header (any case of the header name and
+    /// scheme), or of a TOKEN authorizer's `authorizationToken` in that form.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let header = self
+            .headers
+            .iter()
+            .flatten()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_str())
+            .or(self.authorization_token.as_deref())?;
+        let (scheme, token) = header.trim().split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+    }
+}
+
+/// An IAM policy answer, in the shape API Gateway expects from a Lambda authorizer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerResponse {
+    /// Who the caller is (the verified subject).
+    pub principal_id: String,
+    /// What the caller may invoke.
+    pub policy_document: PolicyDocument,
+    /// The identity, for the backend (`event.requestContext.authorizer` in Lambda proxy events).
+    pub context: Map<String, Value>,
+}
+
+/// An IAM policy document.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PolicyDocument {
+    /// Always `2012-10-17`.
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    /// One statement.
+    #[serde(rename = "Statement")]
+    pub statement: Vec<Statement>,
+}
+
+/// One statement on `execute-api:Invoke`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Statement {
+    /// `execute-api:Invoke`.
+    #[serde(rename = "Action")]
+    pub action: &'static str,
+    /// `Allow` or `Deny`.
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    /// Resource ARNs.
+    #[serde(rename = "Resource")]
+    pub resource: Vec<String>,
+}
+
+/// Why no policy is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No bearer token, or one that fails verification: API Gateway must answer 401, which it
+    /// does when the authorizer fails with exactly this message.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// The authorizer cannot decide right now (keys unavailable, bad event); API Gateway
+    /// answers 500. The text names the problem, never the token.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The access rules of `[authorizer]`, ready to answer events.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    allow: Vec<AccessRule>,
+    context_claims: Vec<String>,
+}
+
+impl Authorizer {
+    /// The authorizer for validated configuration.
+    pub fn new(config: &AuthorizerConfig) -> Authorizer {
+        Authorizer {
+            allow: config.allow.clone(),
+            context_claims: config.context_claims.clone(),
+        }
+    }
+
+    /// Answers one event: verifies its bearer token with `broker` and builds the policy.
+    pub async fn authorize(
+        &self,
+        broker: &Broker,
+        event: &AuthorizerEvent,
+    ) -> Result<AuthorizerResponse, Refusal> {
+        let api = ApiArn::from_method_arn(&event.method_arn)
+            .ok_or_else(|| Refusal::Failed("the event's methodArn is not an execute-api ARN".into()))?;
+        let token = event.bearer_token().ok_or(Refusal::Unauthorized)?;
+        match broker.verify_bearer(token).await {
+            Ok(verified) => Ok(self.policy_for(&verified, &api)),
+            Err(error) if error.status() == StatusCode::FORBIDDEN => {
+                tracing::info!(code = error.code(), "bearer token denied");
+                Ok(deny("unknown".into(), &api, Map::new()))
+            }
+            Err(error) if error.status().is_client_error() => {
+                tracing::info!(code = error.code(), "bearer token refused");
+                Err(Refusal::Unauthorized)
+            }
+            Err(error) => {
+                tracing::warn!(code = error.code(), %error, "bearer token could not be checked");
+                Err(Refusal::Failed(format!(
+                    "cannot verify tokens right now ({})",
+                    error.code()
+                )))
+            }
+        }
+    }
+
+    /// The policy for a verified caller: `Allow` on the routes of every access rule that holds,
+    /// or an explicit `Deny` on the whole stage when none does.
+    pub fn policy_for(&self, verified: &VerifiedToken, api: &ApiArn) -> AuthorizerResponse {
+        let mut resources: Vec<String> = Vec::new();
+        for rule in self
+            .allow
+            .iter()
+            .filter(|rule| rule.when.as_ref().is_none_or(|when| when.holds(&verified.claims)))
+        {
+            for route in &rule.routes {
+                let arn = route.arn(api);
+                if !resources.contains(&arn) {
+                    resources.push(arn);
+                }
+            }
+        }
+        let context = self.context_for(verified);
+        if resources.is_empty() {
+            return deny(verified.subject.clone(), api, context);
+        }
+        AuthorizerResponse {
+            principal_id: verified.subject.clone(),
+            policy_document: policy("Allow", resources),
+            context,
+        }
+    }
+
+    /// The identity for the backend: provider, subject, issuer and the configured claims.
+    /// Context values must be strings, numbers or booleans, so arrays and objects travel as
+    /// JSON text.
+    fn context_for(&self, verified: &VerifiedToken) -> Map<String, Value> {
+        let mut context = Map::new();
+        context.insert("provider".into(), Value::String(verified.provider.clone()));
+        context.insert("subject".into(), Value::String(verified.subject.clone()));
+        context.insert("issuer".into(), Value::String(verified.issuer.clone()));
+        for name in &self.context_claims {
+            let value = match verified.claims.get(name) {
+                Some(Value::Null) | None => continue,
+                Some(scalar @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => scalar.clone(),
+                Some(other) => Value::String(other.to_string()),
+            };
+            if value.to_string().len() > MAX_CONTEXT_VALUE_CHARS {
+                tracing::warn!(claim = %name, "claim left out of the authorizer context: too long");
+                continue;
+            }
+            context.entry(name.clone()).or_insert(value);
+        }
+        context
+    }
+}
+
+fn policy(effect: &'static str, resource: Vec<String>) -> PolicyDocument {
+    PolicyDocument {
+        version: "2012-10-17",
+        statement: vec![Statement {
+            action: INVOKE,
+            effect,
+            resource,
+        }],
+    }
+}
+
+fn deny(principal_id: String, api: &ApiArn, context: Map<String, Value>) -> AuthorizerResponse {
+    AuthorizerResponse {
+        principal_id,
+        policy_document: policy("Deny", vec![api.everything()]),
+        context,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const METHOD_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/reports/7";
+
+    fn api() -> ApiArn {
+        ApiArn::from_method_arn(METHOD_ARN).unwrap()
+    }
+
+    fn authorizer(toml_rules: &str) -> Authorizer {
+        let config: AuthorizerConfig = toml::from_str(toml_rules).unwrap();
+        Authorizer::new(&config)
+    }
+
+    fn caller(claims: Value) -> VerifiedToken {
+        VerifiedToken {
+            provider: "corp".into(),
+            issuer: "https://idp.example.com".into(),
+            logins_key: "idp.example.com".into(),
+            subject: "user-1".into(),
+            claims: claims.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    const RULES: &str = r#"
+        context_claims = ["email", "groups", "email_verified"]
+        [[allow]]
+        routes = ["GET /reports/*", "GET /me"]
+        [[allow]]
+        when = "groups:admins"
+        routes = ["* /admin/*", "GET /reports/*"]
+    "#;
+
+    #[test]
+    fn route_patterns_become_execute_api_arns() {
+        let arn = |text: &str| RoutePattern::parse(text).unwrap().arn(&api());
+        assert_eq!(
+            arn("GET /reports/*"),
+            "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/reports/*"
+        );
+        assert_eq!(
+            arn("any /"),
+            "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/"
+        );
+        assert_eq!(
+            arn("DELETE /items/{id}/tags/{proxy+}"),
+            format!("{}/DELETE/items/*/tags/*", api().0)
+        );
+    }
+
+    #[test]
+    fn bad_route_patterns_say_why() {
+        let why = |text: &str| RoutePattern::parse(text).unwrap_err();
+        assert!(why("GET").contains("METHOD /path"));
+        assert!(why("FETCH /x").contains("not an HTTP method"));
+        assert!(why("GET reports").contains("does not start with `/`"));
+        assert!(why("GET /a?b=1").contains("`a?b=1`"));
+        assert!(why(&format!("GET /{}", "a".repeat(300))).contains("longer"));
+    }
+
+    #[test]
+    fn the_api_and_stage_come_from_the_method_arn() {
+        assert_eq!(
+            api().everything(),
+            "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*"
+        );
+        let china =
+            ApiArn::from_method_arn("arn:aws-cn:execute-api:cn-north-1:123456789012:a1/v1/POST/").unwrap();
+        assert_eq!(
+            china.everything(),
+            "arn:aws-cn:execute-api:cn-north-1:123456789012:a1/v1/*"
+        );
+        for bad in [
+            "",
+            "arn:aws:lambda:eu-west-1:123456789012:abc123/prod/GET/",
+            "arn:aws:execute-api:r:1:api",
+            "arn:aws:execute-api:r:1:a*/prod/GET/",
+        ] {
+            assert_eq!(ApiArn::from_method_arn(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_policy_covers_every_allowed_route_not_just_this_request() {
+        let answer = authorizer(RULES).policy_for(&caller(json!({"groups": ["admins"]})), &api());
+        let statement = &answer.policy_document.statement[0];
+        assert_eq!(statement.effect, "Allow");
+        let prefix = api().0;
+        assert_eq!(
+            statement.resource,
+            [
+                format!("{prefix}/GET/reports/*"),
+                format!("{prefix}/GET/me"),
+                format!("{prefix}/*/admin/*")
+            ]
+        );
+        assert_eq!(answer.principal_id, "user-1");
+    }
+
+    #[test]
+    fn rules_that_do_not_hold_add_nothing() {
+        let answer = authorizer(RULES).policy_for(&caller(json!({"groups": ["staff"]})), &api());
+        let resources = &answer.policy_document.statement[0].resource;
+        assert!(
+            resources.iter().all(|arn| !arn.contains("admin")),
+            "{resources:?}"
+        );
+    }
+
+    #[test]
+    fn a_caller_no_rule_admits_gets_an_explicit_deny_on_the_stage() {
+        let only_admins = authorizer("[[allow]]\nwhen = \"groups:admins\"\nroutes = [\"* /*\"]\n");
+        let answer = only_admins.policy_for(&caller(json!({"groups": "staff"})), &api());
+        assert_eq!(answer.policy_document.statement[0].effect, "Deny");
+        assert_eq!(answer.policy_document.statement[0].resource, [api().everything()]);
+    }
+
+    #[test]
+    fn the_context_carries_the_identity_as_scalars() {
+        let answer = authorizer(RULES).policy_for(
+            &caller(
+                json!({"email": "a@example.com", "groups": ["x", "y"], "email_verified": true, "name": "A"}),
+            ),
+            &api(),
+        );
+        assert_eq!(
+            Value::Object(answer.context),
+            json!({
+                "provider": "corp", "subject": "user-1", "issuer": "https://idp.example.com",
+                "email": "a@example.com", "groups": "[\"x\",\"y\"]", "email_verified": true
+            })
+        );
+    }
+
+    #[test]
+    fn huge_claims_stay_out_of_the_context() {
+        let groups: Vec<String> = (0..200).map(|i| format!("group-{i}")).collect();
+        let answer = authorizer(RULES).policy_for(&caller(json!({"groups": groups})), &api());
+        assert!(!answer.context.contains_key("groups"));
+    }
+
+    #[test]
+    fn the_response_has_api_gateways_shape() {
+        let answer = authorizer(RULES).policy_for(&caller(json!({})), &api());
+        let shape = serde_json::to_value(&answer).unwrap();
+        assert_eq!(shape["principalId"], "user-1");
+        assert_eq!(shape["policyDocument"]["Version"], "2012-10-17");
+        assert_eq!(
+            shape["policyDocument"]["Statement"][0]["Action"],
+            "execute-api:Invoke"
+        );
+        assert_eq!(shape["context"]["provider"], "corp");
+    }
+
+    #[test]
+    fn the_bearer_token_comes_from_the_authorization_header() {
+        let event = |headers: Value| AuthorizerEvent {
+            headers: serde_json::from_value(headers).unwrap(),
+            ..AuthorizerEvent::default()
+        };
+        assert_eq!(
+            event(json!({"authorization": "Bearer a.b.c"})).bearer_token(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            event(json!({"Authorization": "bearer  a.b.c "})).bearer_token(),
+            Some("a.b.c")
+        );
+        assert_eq!(event(json!({"Authorization": "Basic abc"})).bearer_token(), None);
+        assert_eq!(event(json!({"Authorization": "Bearer "})).bearer_token(), None);
+        assert_eq!(event(json!({"Authorization": "Bearer a b"})).bearer_token(), None);
+        assert_eq!(event(json!(null)).bearer_token(), None);
+        let token_event = AuthorizerEvent {
+            authorization_token: Some("Bearer x.y.z".into()),
+            ..AuthorizerEvent::default()
+        };
+        assert_eq!(token_event.bearer_token(), Some("x.y.z"));
+    }
+
+    #[test]
+    fn refusals_read_as_api_gateway_expects() {
+        assert_eq!(Refusal::Unauthorized.to_string(), "Unauthorized");
+    }
+}

@@ -1,0 +1,25 @@
+//! The bearer authorizer Lambda: an API Gateway REQUEST (or TOKEN) authorizer that verifies
+//! `Authorization: Bearer <ID token>` with the broker's verifier and answers with an IAM policy
+//! built from the `[authorizer]` rules. Configuration comes from `CREDBROKER_CONFIG` (TOML text)
+//! or `CREDBROKER_CONFIG_FILE`, the same as the sign-in Lambda's.
+
+use credbroker::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};
+use credbroker::{broker::Broker, config::Config, logging};
+use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logging::init("info", logging::Destination::Lambda);
+    // A bad or missing config fails the cold start with the message that names the key and the fix.
+    let config = Config::from_env()?;
+    let authorizer = Authorizer::new(config.require_authorizer()?);
+    let broker = Broker::from_config(&config).await?;
+    let (broker, authorizer) = (&broker, &authorizer);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<AuthorizerEvent>| async move {
+            // A refusal becomes the invocation's error: API Gateway answers 401 for `Unauthorized`.
+            Ok::<AuthorizerResponse, Error>(authorizer.authorize(broker, &event.payload).await?)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,337 @@
+"""Checks on template.yaml: the SAM transform's output (routes, auth, the role's scope) and the
+broker configuration the template renders for several parameter sets, parsed by the real
+credbroker (`credbroker serve`) and read back through GET /auth/config.
+
+Run by tests/deploy/run (pytest, aws-sam-translator). CREDBROKER_BIN names the credbroker binary.
+"""
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+CREDBROKER = os.environ.get("CREDBROKER_BIN", str(ROOT / "target/debug/credbroker"))
+
+TENANT_A = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT_B = "00000000-0000-4000-8000-0000000000b2"
+TENANT_C = "00000000-0000-4000-8000-0000000000c3"
+POOL_ID = "us-east-1:00000000-0000-4000-8000-000000000001"
+CLOUDFRONT = "d111111abcdef8.cloudfront.net"
+
+
+class PolicyNames:
+    """The translator resolves managed policy names through IAM; these are the only ones the
+    template uses, with their well-known ARNs (no AWS account is reachable from tests)."""
+
+    def load(self):
+        return {
+            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        }
+
+
+def translated():
+    """The template as CloudFormation would receive it after `sam package` (which replaces the
+    local CodeUri with the uploaded artifact) and the SAM transform."""
+    template = copy.deepcopy(TEMPLATE)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in resource["Properties"]:
+            resource["Properties"]["CodeUri"] = "s3://artifacts/credbroker.zip"
+    return transform(template, {}, PolicyNames())
+
+
+def when_true(node):
+    """The value of `Fn::If` when its condition holds (the transform wraps what belongs to a
+    conditional resource in its condition)."""
+    return node["Fn::If"][1] if isinstance(node, dict) and "Fn::If" in node else node
+
+
+# ---- The transformed template ------------------------------------------------------------------
+
+
+def rest_api_paths(output, logical_id):
+    return output["Resources"][logical_id]["Properties"]["Body"]["paths"]
+
+
+def test_auth_and_web_routes_are_open_and_every_other_route_needs_iam():
+    paths = rest_api_paths(translated(), "Api")
+    assert {"/auth/config", "/auth/signin/{provider}", "/api/whoami", "/web", "/web/{proxy+}"} <= set(paths)
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            security = operation.get("security", [])
+            schemes = {name for requirement in security for name in requirement}
+            if method == "options":
+                assert schemes == set(), f"OPTIONS {path} must stay open for preflights: {security}"
+            elif path.startswith(("/auth/", "/web")):
+                assert "AWS_IAM" not in schemes, f"{method.upper()} {path} must be open: {security}"
+            else:
+                assert schemes == {"AWS_IAM"}, f"{method.upper()} {path} must be AWS_IAM: {security}"
+
+
+def test_preflights_are_answered_by_the_gateway_on_every_path():
+    paths = rest_api_paths(translated(), "Api")
+    for path, methods in paths.items():
+        assert "options" in methods, f"{path} has no preflight"
+
+
+def test_gateway_errors_carry_cors_headers():
+    responses = translated()["Resources"]["Api"]["Properties"]["Body"][
+        "x-amazon-apigateway-gateway-responses"
+    ]
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        headers = responses[kind]["responseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+
+
+def test_the_role_may_invoke_only_this_apis_protected_routes():
+    role = translated()["Resources"]["AuthenticatedRole"]["Properties"]
+    [statement] = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    resource = statement["Resource"]["Fn::Sub"]
+    assert resource.endswith(":${Api}/${StageName}/*/api/*"), resource
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Federated": "cognito-identity.amazonaws.com"}
+    assert trust["Condition"]["ForAnyValue:StringLike"] == {"cognito-identity.amazonaws.com:amr": "authenticated"}
+    assert "cognito-identity.amazonaws.com:aud" in trust["Condition"]["StringEquals"]
+
+
+def test_the_sign_in_function_has_no_permissions_beyond_logs():
+    output = translated()
+    role = output["Resources"]["SignInFunctionRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+    assert "Policies" not in role or role["Policies"] == []
+
+
+def test_the_lambda_functions_run_as_the_emulator_checks_them():
+    for logical_id in ("SignInFunction", "BearerAuthorizerFunction"):
+        function = TEMPLATE["Resources"][logical_id]
+        properties = function["Properties"]
+        assert (properties["Runtime"], properties["Handler"], properties["Architectures"]) == (
+            "provided.al2023", "bootstrap", ["arm64"])
+        assert function["Metadata"]["BuildMethod"] == "rust-cargolambda"
+        assert properties["Environment"]["Variables"]["CREDBROKER_CONFIG"] == {"Fn::GetAtt": ["BrokerConfig", "Value"]}
+    # test_emulator.py runs the sign-in binary with this, as API Gateway events carry the stage.
+    variables = TEMPLATE["Resources"]["SignInFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"] == "true"
+
+
+def test_the_bearer_api_uses_the_request_authorizer_with_a_header_identity():
+    output = translated()
+    body = output["Resources"]["BearerApi"]["Properties"]["Body"]
+    authorizer = body["securityDefinitions"]["BearerAuthorizer"]
+    assert authorizer["x-amazon-apigateway-authtype"] == "custom"
+    assert authorizer["x-amazon-apigateway-authorizer"]["type"] == "request"
+    assert authorizer["x-amazon-apigateway-authorizer"]["identitySource"] == "method.request.header.Authorization"
+    route = when_true(when_true(body["paths"]["/api/whoami"])["get"])
+    assert route["security"] == [{"BearerAuthorizer": []}]
+    assert output["Resources"]["BearerApi"]["Condition"] == "HasBearer"
+
+
+# ---- Conditions and rendered configuration -------------------------------------------------------
+
+
+class Evaluator:
+    """Evaluates the intrinsic functions the template uses, for one set of parameters, with
+    placeholder values for resources (pool id, CloudFront domain)."""
+
+    def __init__(self, parameters):
+        self.parameters = {name: spec.get("Default", "") for name, spec in TEMPLATE["Parameters"].items()}
+        self.parameters.update(parameters)
+        self.conditions = {}
+
+    def condition(self, name):
+        if name not in self.conditions:
+            self.conditions[name] = bool(self.value(TEMPLATE["Conditions"][name]))
+        return self.conditions[name]
+
+    def exists(self, logical_id):
+        condition = TEMPLATE["Resources"][logical_id].get("Condition")
+        return condition is None or self.condition(condition)
+
+    def ref(self, name):
+        if name in self.parameters:
+            return self.parameters[name]
+        return {"IdentityPool": POOL_ID, "AWS::NoValue": None}.get(name, f"<{name}>")
+
+    def value(self, node, names=None):
+        if isinstance(node, list):
+            return [v for v in (self.value(item, names) for item in node) if v is not None]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            [(key, arg)] = node.items()
+            handler = {
+                "Ref": lambda a: self.ref(a),
+                "Condition": lambda a: self.condition(a),
+                "Fn::Equals": lambda a: self.value(a[0]) == self.value(a[1]),
+                "Fn::Not": lambda a: not self.value(a[0]),
+                "Fn::And": lambda a: all(self.value(x) for x in a),
+                "Fn::If": lambda a: self.value(a[1] if self.condition(a[0]) else a[2]),
+                "Fn::Join": lambda a: a[0].join(self.value(a[1])),
+                "Fn::Split": lambda a: self.value(a[1]).split(a[0]),
+                "Fn::Select": lambda a: self.value(a[1])[int(a[0])],
+                "Fn::GetAtt": lambda a: CLOUDFRONT if a == ["WebDistribution", "DomainName"] else f"<{a}>",
+                "Fn::Sub": self.sub,
+            }.get(key)
+            if handler:
+                return handler(arg)
+        return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not None}
+
+    def sub(self, arg):
+        text, names = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        values = {name: self.value(value) for name, value in names.items()}
+        out, rest = "", text
+        while "${" in rest:
+            before, _, after = rest.partition("${")
+            name, _, rest = after.partition("}")
+            if name in values:
+                found = values[name]
+            elif "." in name:
+                found = self.value({"Fn::GetAtt": name.split(".", 1)})
+            else:
+                found = self.ref(name)
+            out += before + str(found)
+        return out + rest
+
+    def config(self):
+        return self.value(TEMPLATE["Resources"]["BrokerConfig"]["Properties"]["Value"])
+
+
+PARAMETER_SETS = {
+    "nothing": ({}, []),
+    "google": ({"GoogleClientId": "123-abc.apps.googleusercontent.com"}, ["google"]),
+    "everything": (
+        {
+            "GoogleClientId": "123-abc.apps.googleusercontent.com",
+            "SalesforceClientId": "3MVG9abc",
+            "SalesforceIssuer": "https://acme.my.salesforce.com",
+            "EntraClientId": "11111111-2222-4333-8444-555555555555",
+            "EntraTenantId1": TENANT_A,
+            "EntraTenantId2": TENANT_B,
+            "EntraTenantId3": TENANT_C,
+            "CognitoUserPoolId": "eu-west-1_AbCdEf123",
+            "CognitoUserPoolClientId": "5abc123",
+            "RequireClaim": "groups",
+            "RequireValue": "admins",
+            "RequireMatchType": "Contains",
+            "AppOrigins": "https://app.example.com,http://localhost:3000",
+            "EnableBearerAuthorizer": "true",
+        },
+        ["cognito", "entra", "google", "salesforce"],
+    ),
+    "entra one tenant, existing pool": (
+        {
+            "EntraClientId": "11111111-2222-4333-8444-555555555555",
+            "EntraTenantId1": TENANT_A,
+            "ExistingIdentityPoolId": "eu-west-1:00000000-0000-4000-8000-0000000000ee",
+        },
+        ["entra"],
+    ),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def served_config(toml_text):
+    """Starts `credbroker serve` on the rendered TOML and returns its GET /auth/config answer;
+    fails with credbroker's own message when the configuration is refused."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as file:
+        file.write(toml_text)
+    port = free_port()
+    server = subprocess.Popen(
+        [CREDBROKER, "serve", "--config", file.name, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"credbroker refused the rendered config:\n{server.stderr.read()}\n{toml_text}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/auth/config", timeout=5) as answer:
+                    return json.load(answer)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        os.unlink(file.name)
+
+
+@pytest.mark.parametrize("name", PARAMETER_SETS)
+def test_the_rendered_config_is_accepted_and_lists_the_providers_the_parameters_name(name):
+    parameters, providers = PARAMETER_SETS[name]
+    evaluator = Evaluator(parameters)
+    config = served_config(evaluator.config())
+    assert sorted(p["name"] for p in config["providers"]) == providers
+    pool = parameters.get("ExistingIdentityPoolId") or POOL_ID
+    assert config["region"] == pool.split(":")[0]
+
+
+def test_everything_renders_every_rule_tenant_and_origin():
+    evaluator = Evaluator(PARAMETER_SETS["everything"][0])
+    toml_text = evaluator.config()
+    assert toml_text.count('require = ["groups:admins"]') == 4, toml_text
+    assert f'tenants = ["{TENANT_A}", "{TENANT_B}", "{TENANT_C}"]' in toml_text
+    assert (
+        f'allowed_origins = ["https://{CLOUDFRONT}", "https://app.example.com", "http://localhost:3000"]'
+        in toml_text
+    )
+    assert 'routes = ["GET /api/*"]' in toml_text
+
+
+def test_providers_and_role_mappings_follow_the_parameters():
+    everything = Evaluator(PARAMETER_SETS["everything"][0])
+    for resource in ("SalesforceOidcProvider", "EntraOidcProvider1", "EntraOidcProvider2", "EntraOidcProvider3",
+                     "IdentityPool", "IdentityPoolRoles", "BearerAuthorizerFunction", "BearerApi"):
+        assert everything.exists(resource), resource
+    pool = everything.value(TEMPLATE["Resources"]["IdentityPool"]["Properties"])
+    assert pool["AllowUnauthenticatedIdentities"] is False
+    assert pool["SupportedLoginProviders"] == {"accounts.google.com": "123-abc.apps.googleusercontent.com"}
+    assert len(pool["OpenIdConnectProviderARNs"]) == 4
+    assert pool["CognitoIdentityProviders"][0]["ProviderName"] == "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+    mappings = everything.value(TEMPLATE["Resources"]["IdentityPoolRoles"]["Properties"])["RoleMappings"]
+    assert {m["IdentityProvider"] for m in mappings.values()} == {
+        "accounts.google.com",
+        "acme.my.salesforce.com",
+        f"login.microsoftonline.com/{TENANT_A}/v2.0",
+        f"login.microsoftonline.com/{TENANT_B}/v2.0",
+        f"login.microsoftonline.com/{TENANT_C}/v2.0",
+        "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123:5abc123",
+    }
+    for mapping in mappings.values():
+        assert mapping["AmbiguousRoleResolution"] == "Deny"
+        [rule] = mapping["RulesConfiguration"]["Rules"]
+        assert (rule["Claim"], rule["MatchType"], rule["Value"]) == ("groups", "Contains", "admins")
+
+    google_only = Evaluator(PARAMETER_SETS["google"][0])
+    for resource in ("SalesforceOidcProvider", "EntraOidcProvider1", "BearerAuthorizerFunction"):
+        assert not google_only.exists(resource), resource
+    roles = google_only.value(TEMPLATE["Resources"]["IdentityPoolRoles"]["Properties"])
+    assert "RoleMappings" not in roles, "no claim restriction, no rules"
+    pool = google_only.value(TEMPLATE["Resources"]["IdentityPool"]["Properties"])
+    assert pool["OpenIdConnectProviderARNs"] == [] and "CognitoIdentityProviders" not in pool
+
+    shared = Evaluator(PARAMETER_SETS["entra one tenant, existing pool"][0])
+    assert not shared.exists("IdentityPool") and not shared.exists("IdentityPoolRoles")
+    assert shared.exists("EntraOidcProvider1") and not shared.exists("EntraOidcProvider2")
