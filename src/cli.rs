@@ -205,7 +205,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.listen)))?;
-    println!("credbroker API on http://{}/auth/config", args.listen);
+    // The bound address, not the requested one: `--listen 127.0.0.1:0` picks a free port.
+    let bound = listener.local_addr().map_err(fail)?;
+    println!("credbroker API on http://{bound}/auth/config");
     axum::serve(listener, crate::api::router(Arc::new(broker)))
         .with_graceful_shutdown(ctrl_c())
         .await

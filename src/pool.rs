@@ -44,10 +44,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cognitoidentity::Client;
+use aws_sdk_cognitoidentity::config::retry::RetryConfig;
+use aws_sdk_cognitoidentity::config::timeout::TimeoutConfig;
+use aws_sdk_cognitoidentity::config::{BehaviorVersion, Region};
 use aws_sdk_cognitoidentity::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentity::operation::get_credentials_for_identity::GetCredentialsForIdentityOutput;
 use aws_sdk_cognitoidentity::operation::get_id::GetIdOutput;
@@ -149,6 +149,13 @@ pub fn call_time_bound(config: &IdentityPoolConfig) -> Duration {
     Duration::from_secs(config.attempt_timeout_seconds) * attempts + MAX_BACKOFF * (attempts - 1)
 }
 
+/// The endpoint from the standard variables, service-specific first, as the AWS SDKs read them.
+fn endpoint_from_env() -> Option<String> {
+    ["AWS_ENDPOINT_URL_COGNITO_IDENTITY", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()))
+}
+
 /// The Cognito Identity implementation. Create it once at start-up and share it (the SDK client
 /// inside holds the connection pool).
 #[derive(Debug, Clone)]
@@ -161,18 +168,21 @@ impl CognitoPool {
     /// A pool client for `config` (region, endpoint override, timeouts, retries). It uses no AWS
     /// credentials: `GetId` and `GetCredentialsForIdentity` are unauthenticated calls.
     pub async fn new(config: &IdentityPoolConfig) -> CognitoPool {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region().to_string()))
-            .no_credentials()
+        // The service's own config, not aws-config's loader: with no credentials to resolve, the
+        // loader's credential chain (STS, SSO, profiles) would only add megabytes to the Lambda.
+        let mut service = aws_sdk_cognitoidentity::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region().to_string()))
             .retry_config(retry_config(config))
-            .timeout_config(timeout_config(config))
-            .load()
-            .await;
-        let mut service = aws_sdk_cognitoidentity::config::Builder::from(&shared);
-        // Set on the service config, the most specific layer, so the configured endpoint wins
-        // over `AWS_ENDPOINT_URL[_COGNITO_IDENTITY]` (tests/pool_env.rs checks both ways).
-        if let Some(endpoint) = &config.endpoint {
-            service = service.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+            .timeout_config(timeout_config(config));
+        // The configured endpoint wins over the standard variables (tests/pool_env.rs checks both).
+        let endpoint = config
+            .endpoint
+            .as_ref()
+            .map(|endpoint| endpoint.as_str().trim_end_matches('/').to_string())
+            .or_else(endpoint_from_env);
+        if let Some(endpoint) = endpoint {
+            service = service.endpoint_url(endpoint);
         }
         CognitoPool {
             client: Client::from_conf(service.build()),

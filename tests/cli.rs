@@ -93,13 +93,14 @@ async fn serve_runs_the_api_alone_and_stops_on_ctrl_c() {
          [identity_pool]\nid = \"eu-west-1:00000000-0000-0000-0000-000000000000\"\n\
          [providers.gws]\nkind = \"google\"\naudiences = [\"g-app\"]\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let server = Running::start(&["serve", "--config", config.to_str().unwrap(), "--listen", &listen]);
+    // Port 0: the announced URL must carry the port actually bound.
+    let server = Running::start(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let base = server.announced_url();
 
     let config_doc: Value = reqwest::get(format!("{base}/auth/config"))

@@ -27,6 +27,9 @@ use support::{
     Answer, DevClient, StubCognito, broker_at, broker_with_moto, cognito_error, cognito_success, corp_claims,
     issuer_with_rsa_key, sign_in, signing_credentials,
 };
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use url::Url;
 
 /// Secrets shorter than this are too generic to search for.
@@ -78,10 +81,12 @@ fn captured_logs() -> &'static Buffer {
     static BUFFER: OnceLock<Buffer> = OnceLock::new();
     BUFFER.get_or_init(|| {
         let buffer = Buffer::default();
-        tracing_subscriber::fmt()
-            .with_env_filter(credbroker::logging::filter("trace"))
+        let lines = tracing_subscriber::fmt::layer()
             .with_writer(buffer.clone())
             .with_ansi(false)
+            .with_filter(credbroker::logging::filter("trace"));
+        tracing_subscriber::registry()
+            .with(lines)
             .try_init()
             .expect("no other subscriber in this test binary");
         buffer

@@ -133,6 +133,8 @@ pub struct LocalPool {
     pool_id: String,
     issuers: Vec<TrustedIssuer>,
     credential_lifetime: Duration,
+    /// [`MAX_LIVE_CREDENTIALS`]; a field so tests can reach the cap without 100,000 sign-ins.
+    max_live_credentials: usize,
     state: Mutex<PoolState>,
 }
 
@@ -168,6 +170,7 @@ impl LocalPool {
             pool_id,
             issuers,
             credential_lifetime,
+            max_live_credentials: MAX_LIVE_CREDENTIALS,
             state: Mutex::new(PoolState::default()),
         })
     }
@@ -293,8 +296,12 @@ impl LocalPool {
         let now = SystemTime::now();
         let credentials = random_credentials(whole_seconds(now + self.credential_lifetime));
         let mut state = self.lock();
-        state.purge_expired(now);
-        if state.credentials.len() >= MAX_LIVE_CREDENTIALS {
+        state.purge_expired_before(now.checked_sub(EXPIRED_KEPT_FOR).unwrap_or(UNIX_EPOCH));
+        if state.credentials.len() >= self.max_live_credentials {
+            // At the cap, expired credentials give way before anyone is throttled.
+            state.purge_expired_before(now);
+        }
+        if state.credentials.len() >= self.max_live_credentials {
             return Err(ProtocolError::TooManyRequests(format!(
                 "The local identity pool holds at most {MAX_LIVE_CREDENTIALS} live credentials; \
                  try again when some expire."
@@ -344,9 +351,10 @@ impl LocalPool {
 
 impl PoolState {
     /// Forgets credentials that expired by `now`.
-    fn purge_expired(&mut self, now: SystemTime) {
+    /// Forgets credentials that expired at or before `cutoff`.
+    fn purge_expired_before(&mut self, cutoff: SystemTime) {
         while let Some((expiration, _)) = self.expiry_queue.front() {
-            if *expiration + EXPIRED_KEPT_FOR > now {
+            if *expiration > cutoff {
                 break;
             }
             if let Some((_, access_key_id)) = self.expiry_queue.pop_front() {
@@ -770,6 +778,36 @@ mod tests {
     }
 
     #[test]
+    fn at_the_cap_expired_credentials_give_way_and_live_ones_throttle() {
+        let identity = || {
+            Arc::new(Identity {
+                identity_id: "us-east-1:id".to_owned(),
+                provider: "p".to_owned(),
+                subject: "s".to_owned(),
+                claims: Claims::new(),
+            })
+        };
+        let capped = |lifetime| {
+            let mut pool = LocalPool::new("us-east-1:pool".to_owned(), Vec::new(), lifetime);
+            Arc::get_mut(&mut pool).expect("sole owner").max_live_credentials = 2;
+            pool
+        };
+        // Expired (zero lifetime) but still remembered: they make room at the cap.
+        let expired = capped(Duration::ZERO);
+        for _ in 0..5 {
+            expired.issue(identity()).expect("expired credentials give way");
+        }
+        // Live ones do not: the third is throttled.
+        let live = capped(Duration::from_secs(3600));
+        live.issue(identity()).expect("first");
+        live.issue(identity()).expect("second");
+        assert!(matches!(
+            live.issue(identity()),
+            Err(ProtocolError::TooManyRequests(_))
+        ));
+    }
+
+    #[test]
     fn expired_credentials_are_remembered_for_a_while_then_purged() {
         let pool = LocalPool::new("us-east-1:pool".to_owned(), Vec::new(), Duration::ZERO);
         let identity = Arc::new(Identity {
@@ -790,10 +828,15 @@ mod tests {
             "still within EXPIRED_KEPT_FOR"
         );
         let mut state = pool.lock();
-        state.purge_expired(SystemTime::now() + EXPIRED_KEPT_FOR + Duration::from_secs(1));
+        state.purge_expired_before(SystemTime::now() - EXPIRED_KEPT_FOR - Duration::from_secs(1));
+        assert!(
+            state.credentials.contains_key(&first.access_key_id),
+            "kept within EXPIRED_KEPT_FOR"
+        );
+        state.purge_expired_before(SystemTime::now());
         assert!(
             !state.credentials.contains_key(&first.access_key_id),
-            "purged on insert"
+            "purged once expired before the cutoff"
         );
         assert_eq!(state.credentials.len(), state.expiry_queue.len());
     }

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for `bench/schemathesis`.
+"""Schemathesis hooks for `tests/api/schemathesis`.
 
 Generated sign-in requests name random providers, so on their own they only ever reach 404
 `unknown_provider`. Next to each generated sign-in this offers the same request for the `dev`
