@@ -15,6 +15,7 @@
 //! (form decoding), and a presigned URL must carry `X-Amz-Expires` (the canonical query
 //! `aws-sigv4` builds always includes it).
 
+use crate::token::quote_untrusted;
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
@@ -281,6 +282,11 @@ pub fn verify<T>(
         KeyLookup::Unknown => return Err(SigV4Error::InvalidToken),
     };
     check_session_token(parts.session_token.as_deref(), secret.session_token.as_deref())?;
+    // HTTP servers hand over origin-form (`/…`) or asterisk-form targets only; any other target
+    // cannot be recomputed (aws-sigv4 panics on it), so it can never carry a valid signature.
+    if !request.target.starts_with(['/', '*']) {
+        return Err(SigV4Error::SignatureMismatch);
+    }
     let payload_hash = payload_hash(request.headers, request.body)?;
 
     let token_signed = match parts.auth_type {
@@ -595,7 +601,8 @@ fn parse_credential(credential: &str) -> Result<CredentialScope<'_>, SigV4Error>
     let malformed = || {
         SigV4Error::InvalidCredentialScope(format!(
             "Credential must have exactly 5 slash-delimited elements, e.g. \
-             keyid/date/region/service/term, got '{credential}'"
+             keyid/date/region/service/term, got '{}'",
+            quote_untrusted(credential)
         ))
     };
     let mut parts = credential.split('/');
@@ -650,13 +657,13 @@ fn check_scope(
     if scope.terminator != TERMINATOR {
         return Err(SigV4Error::InvalidCredentialScope(format!(
             "Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{}'. ",
-            scope.terminator
+            quote_untrusted(scope.terminator)
         )));
     }
     if scope.region != expect.region {
         return Err(SigV4Error::InvalidCredentialScope(format!(
             "Credential should be scoped to a valid region, not '{}'. ",
-            scope.region
+            quote_untrusted(scope.region)
         )));
     }
     if scope.service != expect.service {
@@ -669,8 +676,10 @@ fn check_scope(
     if scope.date != day {
         return Err(SigV4Error::InvalidCredentialScope(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from \
-             HTTP: '{}' != '{day}', from '{amz_date}'.",
-            scope.date
+             HTTP: '{}' != '{}', from '{}'.",
+            quote_untrusted(scope.date),
+            quote_untrusted(day),
+            quote_untrusted(amz_date)
         )));
     }
     Ok(())
@@ -1305,5 +1314,43 @@ mod tests {
         set_header(&mut request, "x-amz-security-token", "leaky-token");
         let error = verify_now(&request).unwrap_err();
         assert!(!format!("{error} {error:?}").contains("leaky-token"));
+    }
+
+    #[test]
+    fn client_values_in_scope_messages_are_bounded_and_escaped() {
+        let long_region = "r".repeat(3000);
+        let credential = format!("AKID/20150830/{long_region}/execute-api/aws4_request");
+        let scope = parse_credential(&credential).unwrap();
+        let error = check_scope(
+            &scope,
+            "20150830T123600Z",
+            &Expectations::api_gateway(SystemTime::now(), REGION),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.len() < 300, "{} bytes", error.len());
+        let forged = parse_credential("AKID/2015\n\0/x").unwrap_err().to_string();
+        let forged_newline = parse_credential("AKID/2015\n0830/x").unwrap_err().to_string();
+        assert!(
+            !forged.contains('\0') && !forged_newline.contains('\n'),
+            "{forged_newline}"
+        );
+    }
+
+    #[test]
+    fn a_target_without_a_leading_slash_is_refused_not_a_panic() {
+        let request = Client::header().sign();
+        let signed = SignedRequest {
+            method: request.method().as_str(),
+            target: "x",
+            headers: request.headers(),
+            body: request.body(),
+        };
+        let result = verify(
+            &signed,
+            &Expectations::api_gateway(signed_at(), REGION),
+            lookup_live,
+        );
+        assert_eq!(result.unwrap_err(), SigV4Error::SignatureMismatch);
     }
 }
