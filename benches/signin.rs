@@ -16,8 +16,9 @@ use axum::routing::get;
 use credbroker::broker::Broker;
 use credbroker::config::Config;
 use credbroker::jwks::{Algorithm, SigningKey, VerifyingKey};
-use credbroker::pool::{AwsCredentials, IdentityPool, Logins, PoolFuture};
+use credbroker::pool::{AwsCredentials, DeveloperLogin, IdentityPool, Logins, PoolFuture};
 use credbroker::provider::Provider;
+use credbroker::tags::PrincipalTags;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -41,6 +42,20 @@ impl IdentityPool for InProcessPool {
                 secret_access_key: "secret".into(),
                 session_token: "token".into(),
                 expiration: SystemTime::now() + Duration::from_secs(3600),
+            })
+        })
+    }
+
+    fn developer_login<'a>(
+        &'a self,
+        _provider_name: &'a str,
+        _user_id: &'a str,
+        _tags: &'a PrincipalTags,
+    ) -> PoolFuture<'a, DeveloperLogin> {
+        Box::pin(async {
+            Ok(DeveloperLogin {
+                identity_id: "us-east-1:00000000-0000-4000-8000-000000000001".to_string(),
+                token: "cognito-openid-token".to_string(),
             })
         })
     }

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, PoolMode};
+use crate::local::pool::{PoolLoad, Quotas};
 use crate::local::{DevOptions, DevStack};
 
 /// Requests the CLI makes never wait longer than this.
@@ -65,6 +66,67 @@ struct DevArgs {
     /// Lifetime of credentials issued by the local pool, in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=43200))]
     credential_lifetime: u64,
+    /// How the broker exchanges tokens: enhanced (GetId + GetCredentialsForIdentity with the
+    /// provider's token) or developer (GetOpenIdTokenForDeveloperIdentity, signed).
+    #[arg(long, value_enum, default_value_t = PoolModeArg::Enhanced)]
+    pool_mode: PoolModeArg,
+    /// Round trip the local pool adds to every answer, in milliseconds (Cognito's is ~20 ms
+    /// from inside the Region).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pool_latency_ms: u64,
+    /// Emulate Cognito's request-rate quotas: bare for the defaults (GetId 25/s,
+    /// GetCredentialsForIdentity 200/s, GetOpenIdTokenForDeveloperIdentity 25/s), or
+    /// `GetId=N,GetCredentialsForIdentity=N,GetOpenIdTokenForDeveloperIdentity=N`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "default", value_parser = parse_quotas)]
+    pool_quota: Option<Quotas>,
+}
+
+/// `--pool-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PoolModeArg {
+    /// `identity_pool.mode = "enhanced"`.
+    Enhanced,
+    /// `identity_pool.mode = "developer"`.
+    Developer,
+}
+
+impl From<PoolModeArg> for PoolMode {
+    fn from(mode: PoolModeArg) -> PoolMode {
+        match mode {
+            PoolModeArg::Enhanced => PoolMode::Enhanced,
+            PoolModeArg::Developer => PoolMode::Developer,
+        }
+    }
+}
+
+/// `--pool-quota`: `default`, or operation=rate pairs over the defaults.
+fn parse_quotas(text: &str) -> Result<Quotas, String> {
+    let mut quotas = Quotas::default();
+    if text == "default" {
+        return Ok(quotas);
+    }
+    for pair in text.split(',') {
+        let (operation, rate) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not OPERATION=RATE"))?;
+        let rate: u32 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|rate| (1..=100_000).contains(rate))
+            .ok_or_else(|| format!("`{rate}` is not a rate of 1..=100000 per second"))?;
+        match operation.trim() {
+            "GetId" => quotas.get_id = rate,
+            "GetCredentialsForIdentity" => quotas.get_credentials = rate,
+            "GetOpenIdTokenForDeveloperIdentity" => quotas.developer_token = rate,
+            other => {
+                return Err(format!(
+                    "`{other}` is not GetId, GetCredentialsForIdentity or GetOpenIdTokenForDeveloperIdentity"
+                ));
+            }
+        }
+    }
+    Ok(quotas)
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +241,11 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
         upstream: args.upstream,
         web_dir: args.web,
         credential_lifetime: Duration::from_secs(args.credential_lifetime),
+        pool_mode: args.pool_mode.into(),
+        pool_load: PoolLoad {
+            latency: Duration::from_millis(args.pool_latency_ms),
+            quotas: args.pool_quota,
+        },
     };
     let stack = DevStack::bind(options).await.map_err(fail)?;
     print_dev_banner(&stack.base_url);

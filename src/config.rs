@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::authorizer::RoutePattern;
 use crate::rules::Rule;
+use crate::tags::{self, PrincipalTagMap};
 
 /// The environment variable that holds the whole TOML configuration (used by the Lambda binary).
 pub const CONFIG_ENV: &str = "CREDBROKER_CONFIG";
@@ -149,6 +150,35 @@ pub struct IdentityPoolConfig {
     /// Attempts per Cognito call, the first included (retries back off with jitter).
     #[serde(default = "default_pool_max_attempts")]
     pub max_attempts: u32,
+    /// How tokens are exchanged: `enhanced` (the default) or `developer`.
+    #[serde(default)]
+    pub mode: PoolMode,
+    /// `developer` mode: the pool's developer provider name (`DeveloperProviderName`).
+    #[serde(default)]
+    pub developer_provider_name: Option<String>,
+}
+
+/// How the broker exchanges a verified token at the identity pool. See `docs/exchange.md`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// Cognito's enhanced (simplified) flow: `GetId` and `GetCredentialsForIdentity` with the
+    /// provider's ID token in `Logins`; the pool trusts the providers itself.
+    #[default]
+    Enhanced,
+    /// Developer-authenticated identities: the broker vouches for the user with its own AWS
+    /// credentials (`GetOpenIdTokenForDeveloperIdentity`), so its rules are the only way in.
+    Developer,
+}
+
+impl PoolMode {
+    /// The name used in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMode::Enhanced => "enhanced",
+            PoolMode::Developer => "developer",
+        }
+    }
 }
 
 fn default_pool_attempt_timeout() -> u64 {
@@ -232,6 +262,9 @@ pub struct ProviderConfig {
     /// Overrides where signing keys are fetched (otherwise the kind's default or discovery).
     #[serde(default)]
     pub jwks_uri: Option<Url>,
+    /// `developer` pool mode: principal tags (session tags) from claims, tag name → claim name.
+    #[serde(default)]
+    pub principal_tags: PrincipalTagMap,
     /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
     #[serde(default)]
     pub issuer: Option<Url>,
@@ -356,6 +389,7 @@ impl Config {
         }
         for (name, provider) in &self.providers {
             validate_provider(name, provider)?;
+            validate_principal_tags(name, provider, self.identity_pool.mode)?;
         }
         if let Some(authorizer) = &self.authorizer {
             validate_authorizer(authorizer)?;
@@ -454,7 +488,67 @@ fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
             "use 3",
         ));
     }
-    Ok(())
+    validate_developer_provider_name(pool)
+}
+
+/// `developer_provider_name` is required in developer mode (and meaningless otherwise), shaped
+/// as Cognito's `DeveloperProviderName`: 1..=128 of `[\w._-]`.
+fn validate_developer_provider_name(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
+    let key = "identity_pool.developer_provider_name";
+    match (pool.mode, pool.developer_provider_name.as_deref()) {
+        (PoolMode::Enhanced, Some(_)) => Err(invalid(
+            key,
+            "applies only to mode = \"developer\"",
+            "remove it, or set mode = \"developer\"",
+        )),
+        (PoolMode::Enhanced, None) => Ok(()),
+        (PoolMode::Developer, None) => Err(invalid(
+            key,
+            "is required for mode = \"developer\"",
+            "set it to the pool's developer provider name, e.g. \"login.credbroker\"",
+        )),
+        (PoolMode::Developer, Some(name)) => {
+            let well_formed = (1..=128).contains(&name.chars().count())
+                && name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if well_formed {
+                Ok(())
+            } else {
+                Err(invalid(
+                    key,
+                    format!("`{name}` is not a developer provider name"),
+                    "use 1 to 128 letters, digits, `_`, `.` and `-`, as on the pool",
+                ))
+            }
+        }
+    }
+}
+
+/// Principal tags are sent by the broker only in developer mode; in enhanced mode Cognito maps
+/// claims to tags itself (the pool's principal tag attribute map), so a map here would be
+/// silently ignored.
+fn validate_principal_tags(name: &str, provider: &ProviderConfig, mode: PoolMode) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.principal_tags");
+    if mode == PoolMode::Enhanced && !provider.principal_tags.is_empty() {
+        return Err(invalid(
+            key,
+            "applies only to identity_pool.mode = \"developer\"",
+            "in enhanced mode map claims to tags on the pool (SetPrincipalTagAttributeMap; \
+             the template's PrincipalTagClaims parameter), or switch to developer mode",
+        ));
+    }
+    tags::validate_map(&provider.principal_tags).map_err(|problem| {
+        invalid(
+            key,
+            problem,
+            format!(
+                "at most {} tags; names of 1..={} letters, digits, spaces and _.:/=+-@, not starting with aws:",
+                tags::MAX_PRINCIPAL_TAGS,
+                tags::MAX_TAG_KEY_CHARS
+            ),
+        )
+    })
 }
 
 fn validate_origin(key: &str, origin: &str) -> Result<(), ConfigError> {

@@ -16,6 +16,7 @@
 //! - [`jwks`]: JSON Web Keys, the per-issuer key cache, and signing keys for the dev provider.
 //! - [`token`]: strict ID-token parsing and the standard claim checks.
 //! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
+//! - [`tags`]: principal (session) tags from claims, within Cognito's and STS's bounds.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
@@ -39,4 +40,5 @@ pub mod logging;
 pub mod pool;
 pub mod provider;
 pub mod rules;
+pub mod tags;
 pub mod token;

@@ -18,6 +18,7 @@ use crate::config::{Limits, ProviderConfig, ProviderKind, RoleRule};
 use crate::discovery::{MetadataCache, ProviderMetadata};
 use crate::jwks::{JwksCache, JwksPolicy, KeyError, VerifyingKey};
 use crate::rules::Rule;
+use crate::tags::{PrincipalTagMap, PrincipalTags};
 use crate::token::{self, Claims, TokenError, UnverifiedToken};
 
 const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -114,6 +115,7 @@ pub struct Provider {
     role_arn: Option<String>,
     roles: Vec<RoleRule>,
     exposed_claims: Vec<String>,
+    principal_tags: PrincipalTagMap,
     hosted_domains: Vec<String>,
     leeway: Duration,
     max_token_bytes: usize,
@@ -143,6 +145,7 @@ impl Provider {
             role_arn: config.role_arn.clone(),
             roles: config.roles.clone(),
             exposed_claims: config.claims.clone(),
+            principal_tags: config.principal_tags.clone(),
             hosted_domains: config.hosted_domains.clone(),
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
@@ -173,6 +176,8 @@ impl Provider {
             exposed_claims: ["email", "name", "groups", "hd", "tid", "organization_id"]
                 .map(String::from)
                 .to_vec(),
+            // `groups` as a tag, so the dev stack in developer mode shows per-route IAM rules.
+            principal_tags: PrincipalTagMap::from([("groups".to_string(), "groups".to_string())]),
             hosted_domains: Vec::new(),
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
@@ -238,6 +243,11 @@ impl Provider {
             .find(|role| role.when.holds(claims))
             .map(|role| role.role_arn.as_str())
             .or(self.role_arn.as_deref())
+    }
+
+    /// The principal tags the claims give (developer pool mode; see [`crate::tags`]).
+    pub fn principal_tags(&self, claims: &Claims) -> PrincipalTags {
+        crate::tags::from_claims(&self.principal_tags, claims)
     }
 
     /// The configured subset of claims that may be returned to the browser.

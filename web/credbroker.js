@@ -542,6 +542,11 @@ export class CredbrokerClient extends EventTarget {
     return this.#finishSignIn(provider, idToken);
   }
 
+  #knownIdentity(providerName) {
+    const session = this.#session;
+    return session?.identityId && session.provider === providerName ? { identity_id: session.identityId } : {};
+  }
+
   async #finishSignIn(provider, idToken, refreshToken) {
     const config = await this.config();
     const path = (config.signinPath ?? '/auth/signin/{provider}').replace('{provider}', encodeURIComponent(provider.name));
@@ -549,7 +554,9 @@ export class CredbrokerClient extends EventTarget {
     const response = await this.#env.fetch(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ id_token: idToken }),
+      // A renewal sends back the identity id this provider's session got, so the broker can skip
+      // Cognito's GetId; Cognito refuses an id that is not this login's, and the broker then asks GetId.
+      body: JSON.stringify({ id_token: idToken, ...this.#knownIdentity(provider.name) }),
     });
     const body = await readJson(response);
     if (!response.ok) throw problemError(body, response.status, 'signin_failed');

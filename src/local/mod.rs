@@ -33,9 +33,10 @@ use url::Url;
 
 use crate::api::{self, Cors};
 use crate::broker::Broker;
-use crate::config::{Config, ConfigError, IdentityPoolConfig};
+use crate::config::{Config, ConfigError, IdentityPoolConfig, PoolMode};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
+use crate::pool::CognitoPool;
 use crate::provider::Provider;
 
 /// The local pool's id (any well-formed id works; this one is easy to recognise in logs).
@@ -55,6 +56,10 @@ pub struct DevOptions {
     pub web_dir: PathBuf,
     /// Lifetime of credentials the local pool issues.
     pub credential_lifetime: Duration,
+    /// How the broker exchanges tokens at the local pool: enhanced, or developer identities.
+    pub pool_mode: PoolMode,
+    /// The local pool's emulated round trip and quotas.
+    pub pool_load: pool::PoolLoad,
 }
 
 impl Default for DevOptions {
@@ -65,6 +70,8 @@ impl Default for DevOptions {
             upstream: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
             credential_lifetime: Duration::from_secs(3600),
+            pool_mode: PoolMode::Enhanced,
+            pool_load: pool::PoolLoad::default(),
         }
     }
 }
@@ -112,8 +119,22 @@ impl DevStack {
         })?;
         let base_url = base_url_for(bound);
         let mut config = options.config.clone().unwrap_or_else(empty_config);
-        config.identity_pool = local_pool_config(&base_url, &config.identity_pool);
-        let mut broker = Broker::from_config(&config).await?;
+        config.identity_pool = local_pool_config(&base_url, &config.identity_pool, options.pool_mode);
+        let developer = (options.pool_mode == PoolMode::Developer).then(dev_developer_provider);
+        let cognito = match &developer {
+            Some(developer) => {
+                let credentials = aws_credential_types::Credentials::new(
+                    &developer.access_key_id,
+                    &developer.secret_access_key,
+                    None,
+                    None,
+                    "credbroker-dev",
+                );
+                CognitoPool::with_credentials(&config.identity_pool, credentials).await
+            }
+            None => CognitoPool::new(&config.identity_pool).await,
+        };
+        let mut broker = Broker::new(&config, Arc::new(cognito))?;
         let (http, policy) = broker.idp_parts();
 
         let issuer = base_url.join("dev-idp").expect("static path");
@@ -129,7 +150,13 @@ impl DevStack {
             audiences: vec![idp::DEV_CLIENT_ID.to_string()],
             keys: dev_keys,
         });
-        let pool = pool::LocalPool::new(DEV_POOL_ID.to_string(), trusted, options.credential_lifetime);
+        let pool = pool::LocalPool::with_developer(
+            DEV_POOL_ID.to_string(),
+            trusted,
+            developer,
+            options.credential_lifetime,
+            options.pool_load,
+        );
         broker.add_provider(Provider::dev(
             issuer,
             idp::DEV_CLIENT_ID,
@@ -230,14 +257,30 @@ fn dev_origins(bound: SocketAddr) -> Vec<String> {
     vec![own, format!("http://localhost:{}", bound.port())]
 }
 
+/// The developer provider name of the local pool in developer mode.
+pub const DEV_DEVELOPER_PROVIDER: &str = "login.credbroker.dev";
+
 /// The broker's pool settings pointed at the local pool, through the real SDK.
-fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig) -> IdentityPoolConfig {
+fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig, mode: PoolMode) -> IdentityPoolConfig {
     IdentityPoolConfig {
         id: DEV_POOL_ID.to_string(),
         region: Some("us-east-1".to_string()),
         endpoint: Some(base_url.join("cognito-identity").expect("static path")),
         attempt_timeout_seconds: configured.attempt_timeout_seconds,
         max_attempts: configured.max_attempts,
+        mode,
+        developer_provider_name: (mode == PoolMode::Developer).then(|| DEV_DEVELOPER_PROVIDER.to_string()),
+    }
+}
+
+/// The developer provider of the local pool, with a fresh random key pair that only this
+/// process's broker knows (it plays the broker's IAM credentials).
+fn dev_developer_provider() -> pool::DeveloperProvider {
+    let (access_key_id, secret_access_key) = pool::random_key_pair("AKIA");
+    pool::DeveloperProvider {
+        name: DEV_DEVELOPER_PROVIDER.to_string(),
+        access_key_id,
+        secret_access_key,
     }
 }
 

@@ -163,6 +163,9 @@ test('the renewal timer renews with the refresh token and reschedules', async ()
   assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2);
   const refresh = new URLSearchParams(env.servers.callsTo('/dev-idp/token').at(-1).init.body);
   assert.equal(refresh.get('grant_type'), 'refresh_token');
+  const [first, renewal] = env.servers.callsTo('/auth/signin/dev').map((call) => JSON.parse(call.init.body));
+  assert.equal(first.identity_id, undefined, 'a first sign-in has no identity id to send');
+  assert.equal(renewal.identity_id, 'eu-west-1:0000', 'a renewal sends back the identity id it was given');
   assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
   assert.deepEqual(env.clock.pendingDelays(), [3240_000, 3600_000]);
   assert.equal(env.events.filter((e) => e.type === 'credentials').length, 2);
