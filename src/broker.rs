@@ -301,6 +301,8 @@ pub fn developer_user_id(issuer: &str, subject: &str) -> String {
 struct Budget {
     deadline: Instant,
     throttled: u32,
+    /// The `retry_after` of the last throttled answer, if any.
+    last_throttle: Option<Duration>,
 }
 
 impl Budget {
@@ -308,6 +310,7 @@ impl Budget {
         Budget {
             deadline: Instant::now() + EXCHANGE_BUDGET,
             throttled: 0,
+            last_throttle: None,
         }
     }
 
@@ -321,10 +324,14 @@ impl Budget {
         loop {
             let outcome = tokio::time::timeout_at(self.deadline, call()).await;
             let Ok(result) = outcome else {
-                return Err(PoolError::Unavailable(format!(
-                    "no answer within the exchange budget of {} s",
-                    EXCHANGE_BUDGET.as_secs()
-                )));
+                // Cut off while retrying throttled calls: the pool is busy, not broken.
+                return Err(match self.last_throttle {
+                    Some(retry_after) => PoolError::Throttled { retry_after },
+                    None => PoolError::Unavailable(format!(
+                        "no answer within the exchange budget of {} s",
+                        EXCHANGE_BUDGET.as_secs()
+                    )),
+                });
             };
             match result {
                 Err(PoolError::Throttled { retry_after }) => {
@@ -333,6 +340,7 @@ impl Budget {
                         return Err(PoolError::Throttled { retry_after });
                     }
                     self.throttled += 1;
+                    self.last_throttle = Some(retry_after);
                     tracing::debug!(
                         pause_ms = pause.as_millis() as u64,
                         "identity pool throttled; retrying"

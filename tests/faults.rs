@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header;
+use credbroker::broker::EXCHANGE_BUDGET;
 use credbroker::cli::SigningCredentials;
 use credbroker::jwks::{Algorithm, SigningKey};
 use credbroker::pool::call_time_bound;
@@ -243,7 +244,13 @@ async fn sign_in_under(fault: &PoolFault, issuer: &Issuer, token: &str) -> Durat
     let answer = sign_in(&broker, "corp", token).await;
     let elapsed = started.elapsed();
     assert_problem(&answer, fault.status, fault.code);
-    assert_eq!(stub.requests().len(), fault.requests, "{}", fault.name);
+    if fault.code == "pool_throttled" {
+        // The broker retries throttling (with jitter) beyond the SDK's attempts, until its
+        // exchange budget runs out.
+        assert!(stub.requests().len() > fault.requests, "{}", fault.name);
+    } else {
+        assert_eq!(stub.requests().len(), fault.requests, "{}", fault.name);
+    }
     assert!(
         !answer.text.contains(token),
         "{}: the token came back",
@@ -360,9 +367,16 @@ async fn cognito_faults_end_in_their_status_within_the_documented_bound() {
     let runs = faults.iter().map(|fault| sign_in_under(fault, &issuer, &token));
     let elapsed = futures_util::future::join_all(runs).await;
     for (fault, elapsed) in faults.iter().zip(&elapsed) {
+        // Throttling is retried until the exchange budget is spent; nothing else takes longer
+        // than its calls' bounds.
+        let bound = if fault.code == "pool_throttled" {
+            EXCHANGE_BUDGET
+        } else {
+            sign_in_bound
+        };
         assert!(
-            *elapsed < sign_in_bound + MARGIN,
-            "{}: {elapsed:?}, bound {sign_in_bound:?}",
+            *elapsed < bound + MARGIN,
+            "{}: {elapsed:?}, bound {bound:?}",
             fault.name
         );
         println!("{}: {} {} in {elapsed:?}", fault.name, fault.status, fault.code);
