@@ -15,6 +15,7 @@
 
 import { createSigner, SigningKeyCache } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
+import { returnPath } from './return-url.js';
 
 const DB_NAME = 'credbroker-sw';
 const STORE = 'state';
@@ -65,7 +66,8 @@ function fromMessage(message) {
     skewMs: Number(message.skewMs) || 0,
     region: String(message.region),
     service: String(message.service ?? 'execute-api'),
-    signinUrl: String(message.signinUrl ?? '/'),
+    // A path on this origin only: the worker must never send a navigation to another site.
+    signinUrl: returnPath(message.signinUrl, self.location.origin),
   };
 }
 

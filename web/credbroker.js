@@ -40,6 +40,7 @@
 
 import { createSigner, SigningKeyCache, toBytes, MAX_PRESIGN_SECONDS } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
+import { returnPath } from './return-url.js';
 
 const SESSION_KEY = 'credbroker.session';
 const FLOW_PREFIX = 'credbroker.flow.';
@@ -362,12 +363,13 @@ export class CredbrokerClient extends EventTarget {
 
   /**
    * Starts a sign-in: redirects this tab to the provider's authorization endpoint. Options:
-   * `returnTo` (same-origin URL to land on afterwards, default: here), `prompt`, `loginHint`.
+   * `returnTo` (same-origin path to land on afterwards, default: here; anything else lands on
+   * '/', see return-url.js), `prompt`, `loginHint`.
    */
   async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
     const provider = await this.#provider(providerName);
     const flow = await this.#newFlow(provider, this.#redirectUri());
-    flow.returnTo = this.#sameOriginOr(returnTo ?? this.#env.window.location.href, '/');
+    flow.returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
     this.#pruneFlows();
     this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
     this.#env.window.location.assign(this.#authorizationUrl(provider, flow, { prompt, loginHint }));
@@ -426,14 +428,8 @@ export class CredbrokerClient extends EventTarget {
     return here.origin + here.pathname;
   }
 
-  #sameOriginOr(url, fallback) {
-    try {
-      const here = new URL(this.#env.window.location.href);
-      const target = new URL(url, here);
-      return target.origin === here.origin ? target.href : fallback;
-    } catch {
-      return fallback;
-    }
+  #returnPath(url) {
+    return returnPath(url, this.#env.window.location.href);
   }
 
   #pruneFlows() {
@@ -463,8 +459,10 @@ export class CredbrokerClient extends EventTarget {
       const tokens = await this.#tokensFromCallback(provider, flow, params);
       checkNonce(tokens.id_token, flow.nonce);
       await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
-      this.#restoreLocation(url, flow.returnTo);
-      return { ...this.session, returnTo: flow.returnTo };
+      // Checked again: the flow sat in storage any script of this origin can write.
+      const returnTo = this.#returnPath(flow.returnTo);
+      this.#restoreLocation(url, returnTo);
+      return { ...this.session, returnTo };
     } catch (error) {
       // Leave no code or token in the address bar, success or not.
       this.#env.window.history?.replaceState(null, '', stripCallback(new URL(url)));

@@ -1,16 +1,17 @@
 // The demo page: sign in with any provider from /auth/config, watch the credentials, call the
 // API with client.fetch(), and browse /api/app/ through the signing service worker.
 import { createClient } from './credbroker.js';
+import { returnPath } from './return-url.js';
 
 const $ = (id) => document.getElementById(id);
 const client = createClient({ broker: location.origin, api: `${location.origin}/api/` });
 let transparent = false;
 let countdownTimer = 0;
 
-// Where the service worker sent us from (`?next=`): a same-origin path only.
+// Where the service worker sent us from (`?next=`): a same-origin path only (null for none or '/').
 function nextPath() {
-  const next = new URLSearchParams(location.search).get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  const next = returnPath(new URLSearchParams(location.search).get('next'), location.origin);
+  return next === '/' ? null : next;
 }
 
 function show(id, visible) {
