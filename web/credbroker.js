@@ -674,14 +674,18 @@ export class CredbrokerClient extends EventTarget {
   /**
    * Registers credbroker-sw.js for `scope` and keeps it supplied with credentials: every
    * same-origin request under the scope (navigations, forms, images, scripts, fetch) is then
-   * signed by the worker. `signinUrl` is where the worker sends navigations that have no valid
-   * credentials (with `?next=`). Needs module service workers.
+   * signed by the worker, navigations only when they come from this origin. `signinUrl` (a
+   * same-origin path) is where the worker sends navigations that have no valid credentials or
+   * come from another site (with `?next=`); it travels in the script URL. Needs module service
+   * workers.
    */
   async enableTransparentMode({ scope = '/api/', script = new URL('./credbroker-sw.js', import.meta.url), signinUrl = '/' } = {}) {
     const container = this.#env.window.navigator?.serviceWorker;
     if (!container) throw new CredbrokerError('no_service_worker', 'service workers are unavailable here');
-    const registration = await container.register(script, { scope, type: 'module' });
-    this.#worker = { worker: await activeWorker(registration), signinUrl };
+    const scriptUrl = new URL(script, this.#env.window.location.href);
+    scriptUrl.searchParams.set('signin', this.#returnPath(signinUrl));
+    const registration = await container.register(scriptUrl, { scope, type: 'module' });
+    this.#worker = { worker: await activeWorker(registration) };
     if (!this.#workerListening) {
       this.#workerListening = true;
       container.addEventListener('message', (event) => this.#answerWorker(event));
@@ -712,7 +716,6 @@ export class CredbrokerClient extends EventTarget {
       skewMs: this.#clock.skewMs,
       region: signer.region,
       service: signer.service,
-      signinUrl: this.#worker?.signinUrl ?? '/',
     };
   }
 
