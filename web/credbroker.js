@@ -40,6 +40,7 @@
 
 import { createSigner, SigningKeyCache, toBytes } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
+import { returnPath } from './return-url.js';
 
 const SESSION_KEY = 'credbroker.session';
 const FLOW_PREFIX = 'credbroker.flow.';
@@ -364,12 +365,13 @@ export class CredbrokerClient extends EventTarget {
 
   /**
    * Starts a sign-in: redirects this tab to the provider's authorization endpoint. Options:
-   * `returnTo` (same-origin URL to land on afterwards, default: here), `prompt`, `loginHint`.
+   * `returnTo` (same-origin path to land on afterwards, default: here; anything else lands on
+   * '/', see return-url.js), `prompt`, `loginHint`.
    */
   async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
     const provider = await this.#provider(providerName);
     const flow = await this.#newFlow(provider, this.#redirectUri());
-    flow.returnTo = this.#sameOriginOr(returnTo ?? this.#env.window.location.href, '/');
+    flow.returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
     this.#pruneFlows();
     this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
     this.#env.window.location.assign(this.#authorizationUrl(provider, flow, { prompt, loginHint }));
@@ -428,14 +430,8 @@ export class CredbrokerClient extends EventTarget {
     return here.origin + here.pathname;
   }
 
-  #sameOriginOr(url, fallback) {
-    try {
-      const here = new URL(this.#env.window.location.href);
-      const target = new URL(url, here);
-      return target.origin === here.origin ? target.href : fallback;
-    } catch {
-      return fallback;
-    }
+  #returnPath(url) {
+    return returnPath(url, this.#env.window.location.href);
   }
 
   #pruneFlows() {
@@ -465,8 +461,10 @@ export class CredbrokerClient extends EventTarget {
       const tokens = await this.#tokensFromCallback(provider, flow, params);
       checkNonce(tokens.id_token, flow.nonce);
       await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
-      this.#restoreLocation(url, flow.returnTo);
-      return { ...this.session, returnTo: flow.returnTo };
+      // Checked again: the flow sat in storage any script of this origin can write.
+      const returnTo = this.#returnPath(flow.returnTo);
+      this.#restoreLocation(url, returnTo);
+      return { ...this.session, returnTo };
     } catch (error) {
       // Leave no code or token in the address bar, success or not.
       this.#env.window.history?.replaceState(null, '', stripCallback(new URL(url)));
@@ -685,14 +683,18 @@ export class CredbrokerClient extends EventTarget {
   /**
    * Registers credbroker-sw.js for `scope` and keeps it supplied with credentials: every
    * same-origin request under the scope (navigations, forms, images, scripts, fetch) is then
-   * signed by the worker. `signinUrl` is where the worker sends navigations that have no valid
-   * credentials (with `?next=`). Needs module service workers.
+   * signed by the worker, navigations only when they come from this origin. `signinUrl` (a
+   * same-origin path) is where the worker sends navigations that have no valid credentials or
+   * come from another site (with `?next=`); it travels in the script URL. Needs module service
+   * workers.
    */
   async enableTransparentMode({ scope = '/api/', script = new URL('./credbroker-sw.js', import.meta.url), signinUrl = '/' } = {}) {
     const container = this.#env.window.navigator?.serviceWorker;
     if (!container) throw new CredbrokerError('no_service_worker', 'service workers are unavailable here');
-    const registration = await container.register(script, { scope, type: 'module' });
-    this.#worker = { worker: await activeWorker(registration), signinUrl };
+    const scriptUrl = new URL(script, this.#env.window.location.href);
+    scriptUrl.searchParams.set('signin', this.#returnPath(signinUrl));
+    const registration = await container.register(scriptUrl, { scope, type: 'module' });
+    this.#worker = { worker: await activeWorker(registration) };
     if (!this.#workerListening) {
       this.#workerListening = true;
       container.addEventListener('message', (event) => this.#answerWorker(event));
@@ -723,7 +725,6 @@ export class CredbrokerClient extends EventTarget {
       skewMs: this.#clock.skewMs,
       region: signer.region,
       service: signer.service,
-      signinUrl: this.#worker?.signinUrl ?? '/',
     };
   }
 

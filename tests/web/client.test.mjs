@@ -67,7 +67,7 @@ test('handleRedirect redeems the code, signs in at the broker and restores the U
   const result = await signInWithCode(env);
   assert.equal(result.identityId, 'eu-west-1:0000');
   assert.equal(result.subject, 'alice');
-  assert.equal(result.returnTo, `${ORIGIN}/app/page?tab=2`);
+  assert.equal(result.returnTo, '/app/page?tab=2');
   assert.equal(env.window.location.href, `${ORIGIN}/app/page?tab=2`);
   const [signin] = env.servers.callsTo('/auth/signin/dev');
   assert.equal(decodeJwtPayload(JSON.parse(signin.init.body).id_token).sub, 'alice');
