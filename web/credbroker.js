@@ -46,7 +46,7 @@
 // the origin's tabs: the tab that gets the lock second finds the credentials renewed and takes
 // them. A sign-out in any tab signs out every tab and the service worker.
 
-import { createSigner, SigningKeyCache, toBytes, MAX_PRESIGN_SECONDS } from './sigv4.js';
+import { createSigner, SigningKeyCache, toBytes } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
 import { returnPath } from './return-url.js';
 
@@ -67,6 +67,8 @@ const RENEW_LOCK = 'credbroker.renew';
 const PEER_WAIT_MS = 300;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_JSON_BYTES = 256 * 1024;
+/** API Gateway refuses a presigned URL five minutes after signing, whatever X-Amz-Expires says. */
+export const API_GATEWAY_PRESIGN_SECONDS = 300;
 const SIGNIN_REQUIRED_ERRORS = new Set([
   'login_required', 'interaction_required', 'consent_required', 'account_selection_required',
   'invalid_grant', 'silent_timeout', 'no_silent_renewal', 'not_signed_in',
@@ -793,16 +795,23 @@ export class CredbrokerClient extends EventTarget {
     });
   }
 
-  /** A presigned (query-signed) GET URL, valid `expires` seconds (default 300). */
-  async presign(url, { expires = 300, method = 'GET' } = {}) {
+  /**
+   * A presigned (query-signed) GET URL, valid `expires` seconds (default and most: 300). API
+   * Gateway refuses a query-signed request five minutes after its X-Amz-Date whatever
+   * X-Amz-Expires says, so a longer promise is refused rather than made.
+   */
+  async presign(url, { expires = API_GATEWAY_PRESIGN_SECONDS, method = 'GET' } = {}) {
     const target = new URL(url, this.#env.window.location?.href);
     if (!this.isApiUrl(target)) throw new CredbrokerError('not_api_url', `refusing to presign a URL on ${target.origin}`);
+    if (!(expires >= 1 && expires <= API_GATEWAY_PRESIGN_SECONDS)) {
+      throw new CredbrokerError('expires_too_long', `API Gateway honours presigned URLs for at most ${API_GATEWAY_PRESIGN_SECONDS} s`);
+    }
     const signer = await this.#getSigner();
     const signed = await signer.presign(
       { method, host: target.host, path: target.pathname, query: target.search },
       await this.credentials(),
       new Date(this.#clock.now()),
-      Math.min(expires, MAX_PRESIGN_SECONDS),
+      Math.floor(expires),
     );
     return `${target.origin}${target.pathname}?${signed.query}${target.hash}`;
   }

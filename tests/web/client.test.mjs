@@ -312,10 +312,10 @@ for (const [name, body, expected, contentType] of bodies) {
 test('presigned URLs carry a verifiable query signature', async () => {
   const env = setup();
   await signInWithCode(env);
-  const url = new URL(await env.client.presign(`${ORIGIN}/api/files/report.pdf?v=2`, { expires: 600 }));
+  const url = new URL(await env.client.presign(`${ORIGIN}/api/files/report.pdf?v=2`, { expires: 240 }));
   const p = url.searchParams;
   assert.equal(p.get('v'), '2');
-  assert.equal(p.get('X-Amz-Expires'), '600');
+  assert.equal(p.get('X-Amz-Expires'), '240');
   assert.equal(p.get('X-Amz-Credential'), 'ASIA1/20240501/eu-west-1/execute-api/aws4_request');
   assert.equal(p.get('X-Amz-Security-Token'), 'token-1');
   const signature = p.get('X-Amz-Signature');
@@ -324,10 +324,20 @@ test('presigned URLs carry a verifiable query signature', async () => {
     { method: 'GET', host: url.host, path: url.pathname, query: '?v=2' },
     { accessKeyId: 'ASIA1', secretAccessKey: 'secret-1', sessionToken: 'token-1' },
     new Date(START),
-    600,
+    240,
   );
   assert.equal(again.signature, signature);
   await assert.rejects(env.client.presign('https://evil.example/x'), { code: 'not_api_url' });
+});
+
+test('presign promises no more than the five minutes API Gateway honours', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  const byDefault = new URL(await env.client.presign(`${ORIGIN}/api/files/a.pdf`));
+  assert.equal(byDefault.searchParams.get('X-Amz-Expires'), '300');
+  for (const expires of [301, 3600, 0, -1, Number.NaN]) {
+    await assert.rejects(env.client.presign(`${ORIGIN}/api/files/a.pdf`, { expires }), { code: 'expires_too_long' });
+  }
 });
 
 test("storage: 'local' must be asked for; 'memory' keeps nothing", async () => {
