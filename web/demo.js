@@ -14,6 +14,27 @@ function nextPath() {
   return next === '/' ? null : next;
 }
 
+// The service worker sends navigations from other sites (and unsigned ones) here with ?next=;
+// a signed-in page continues there with a same-origin navigation, which the worker signs. Once
+// per path within seconds: should the worker bounce it back (a Referrer-Policy of no-referrer on
+// this page would), the user gets a link instead of a redirect loop.
+const FOLLOWED_KEY = 'credbroker.demo.followed';
+const FOLLOW_AGAIN_MS = 5_000;
+
+function continueTo(next) {
+  if (!next || !transparent) return;
+  const last = JSON.parse(sessionStorage.getItem(FOLLOWED_KEY) ?? 'null');
+  if (last?.next === next && Date.now() - last.at < FOLLOW_AGAIN_MS) {
+    const link = $('continue');
+    link.href = next;
+    link.textContent = `Continue to ${next}`;
+    show('continue', true);
+    return;
+  }
+  sessionStorage.setItem(FOLLOWED_KEY, JSON.stringify({ next, at: Date.now() }));
+  location.replace(next);
+}
+
 function show(id, visible) {
   $(id).hidden = !visible;
 }
@@ -136,7 +157,7 @@ async function main() {
   );
   $('whoami').addEventListener('click', callWhoami);
   $('signout').addEventListener('click', () => {
-    client.signOut();
+    client.signOut().catch(showError);
     $('output').textContent = '';
     show('output', false);
   });
@@ -156,8 +177,7 @@ async function main() {
   render();
   if (client.session) {
     await enableTransparentMode();
-    const next = nextPath();
-    if (next && transparent) location.replace(next);
+    continueTo(nextPath());
   } else if (nextPath()) {
     setStatus(`Sign in to continue to ${nextPath()}.`);
   }
