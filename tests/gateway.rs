@@ -363,6 +363,27 @@ async fn stale_signatures_and_expired_presigned_urls_are_refused() {
 }
 
 #[tokio::test]
+async fn presigned_urls_die_five_minutes_after_signing_whatever_x_amz_expires_says() {
+    let stack = Stack::demo().await;
+    let signed_long_ago = |age_secs| Signing {
+        time: SystemTime::now() - Duration::from_secs(age_secs),
+        expires: Duration::from_secs(3600),
+        ..Signing::query()
+    };
+    let fresh = stack
+        .signed(get(&stack.url("/api/whoami")), signed_long_ago(240))
+        .await;
+    assert_eq!(fresh.status, 200);
+    let stale = stack
+        .signed(get(&stack.url("/api/whoami")), signed_long_ago(6 * 60))
+        .await;
+    assert_eq!(stale.status, 403);
+    let message = stale.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert!(message.ends_with(" - 5 min.)"), "{message}");
+}
+
+#[tokio::test]
 async fn signatures_for_another_region_or_service_are_refused() {
     let stack = Stack::demo().await;
     let other_region = Signing {

@@ -126,6 +126,30 @@ function assertSigned(request, signedHeaders) {
   assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
 }
 
+/** Another site (served by the test through request interception; nothing leaves the machine). */
+const EVIL = 'http://evil.test/';
+
+/** Serves `html` as the page at `url` of the other site. */
+async function serveEvilPage(context, path, html) {
+  await context.route(`${EVIL}${path}`, (route) => route.fulfill({ contentType: 'text/html; charset=utf-8', body: html }));
+  return `${EVIL}${path}`;
+}
+
+/** Requests the service worker sent for `url` (any method) while `action` ran. */
+async function workerRequestsDuring(context, url, action) {
+  const seen = [];
+  const listener = (request) => {
+    if (request.serviceWorker() && request.url().split('?')[0] === url) seen.push(request);
+  };
+  context.on('request', listener);
+  try {
+    await action();
+  } finally {
+    context.off('request', listener);
+  }
+  return seen;
+}
+
 /** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
 async function navigates(page, url, action) {
   await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
@@ -228,7 +252,52 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     await page.getByText('No notes yet.').waitFor();
   });
 
+  await step("another site's auto-submitting form cannot post a note with the user's signature", async () => {
+    for (const [variant, meta] of [['a', ''], ['b', '<meta name="referrer" content="no-referrer">']]) {
+      const target = `${appUrl}notes?forged=${variant}`;
+      const attack = await serveEvilPage(context, `csrf-${variant}.html`, `<!doctype html>${meta}<form method="post" action="${target}">
+        <input name="text" value="forged ${variant}"></form><script>document.forms[0].submit()</script>`);
+      const sent = await workerRequestsDuring(context, `${appUrl}notes`, async () => {
+        // The worker sends it through the sign-in page, which continues with a GET of the same path.
+        await navigates(page, target, () => page.goto(attack));
+        await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+      });
+      assert.deepEqual(sent.map((r) => r.method()), ['GET'], `variant ${variant}: only the same-origin GET was sent`);
+      assert.equal(await page.getByRole('listitem').filter({ hasText: 'forged' }).count(), 0, 'no forged note');
+    }
+    await page.getByText('No notes yet.').waitFor();
+  });
+
+  await step('a link from another site is not signed on arrival: it lands through the sign-in page', async () => {
+    const attack = await serveEvilPage(context, 'link.html', `<!doctype html><a href="${base}api/whoami">whoami</a>`);
+    await page.goto(attack);
+    const visited = [];
+    const record = (frame) => frame === page.mainFrame() && visited.push(frame.url());
+    page.on('framenavigated', record);
+    await navigates(page, `${base}api/whoami`, () => page.getByRole('link', { name: 'whoami' }).click());
+    page.off('framenavigated', record);
+    assert.ok(visited.includes(`${base}?next=${encodeURIComponent('/api/whoami')}`), `went ${visited.join(' -> ')}`);
+    assert.equal(JSON.parse(await page.locator('body').textContent()).subject, 'bob');
+  });
+
+  await step('another site cannot frame an app page with the signature', async () => {
+    const attack = await serveEvilPage(context, 'frame.html', `<!doctype html><iframe src="${appUrl}" width="600" height="300"></iframe>`);
+    const sent = await workerRequestsDuring(context, appUrl, async () => {
+      await page.goto(attack);
+      await page.waitForFunction(() => document.querySelector('iframe').contentWindow !== null);
+      await page.waitForTimeout(1_000);
+    });
+    assert.deepEqual(sent.map((r) => r.headers().authorization ?? 'unsigned'), sent.map(() => 'unsigned'));
+    const framed = page.frames().find((f) => f.url().startsWith(appUrl));
+    const text = framed ? await framed.locator('body').textContent() : '';
+    assert.doesNotMatch(text, /Hello, Bob/);
+  });
+
   await step('submits the urlencoded notes form and sees the note after the redirect', async () => {
+    await page.goto(base);
+    await page.locator('#app-link[aria-disabled="false"]').waitFor();
+    await navigates(page, appUrl, () => page.getByRole('link', { name: 'Open /api/app/' }).click());
+    await navigates(page, `${appUrl}notes`, () => page.getByRole('link', { name: 'Your notes' }).click());
     const note = `Signed form post ✓ ${Date.now()}`;
     await page.getByLabel('New note').fill(note);
     const posted = sentByWorker(context, 'POST', `${appUrl}notes`);
@@ -285,17 +354,79 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     assert.match((await sent).headers().authorization, new RegExp(`Credential=${whoami.accessKeyId}/`));
   });
 
-  await step('signs out: the UI says so and /api/app/ navigations land on the sign-in page', async () => {
+  let secondTab;
+
+  await step('a new tab of the signed-in user needs no new sign-in', async () => {
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    secondTab = await context.newPage();
+    secondTab.setDefaultTimeout(STEP_MS);
+    await secondTab.goto(base);
+    await secondTab.getByRole('status').filter({ hasText: 'Signed in as bob@corp.example.' }).waitFor();
+    assert.equal(await secondTab.locator('#identity-id').textContent(), identityId);
+    context.off('response', count);
+    assert.deepEqual(signins, [], 'the new tab took the open tab\'s session');
+  });
+
+  await step('two tabs renew once, and both use the new credentials', async () => {
     await page.goto(base);
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.locator('#signin').waitFor();
-    assert.equal(await page.getByRole('status').textContent(), 'Not signed in.');
+    await page.locator('#session').waitFor();
+    const before = (await callWhoami(page)).accessKeyId;
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    // Both tabs' renewal timers come due at the same moment.
+    await page.clock.fastForward((CREDENTIAL_LIFETIME_S + 5) * 1000);
+    await page.waitForFunction(() => !document.getElementById('session').hidden);
+    const first = await callWhoami(page);
+    const second = await callWhoami(secondTab);
+    // Give a second renewal, if any, time to show up.
+    await page.waitForTimeout(2_000);
+    context.off('response', count);
+    assert.deepEqual(signins, [200], 'exactly one renewal across the two tabs');
+    assert.notEqual(first.accessKeyId, before, 'renewed');
+    assert.equal(second.accessKeyId, first.accessKeyId, 'the second tab took the renewed credentials');
+  });
+
+  await step('signs out in one tab: the other tab and the worker forget the credentials at once', async () => {
+    await page.goto(base);
+    await page.locator('#session').waitFor();
+    await secondTab.getByRole('button', { name: 'Sign out' }).click();
+    await secondTab.locator('#signin').waitFor();
+    // The first tab says so without a reload.
+    await page.getByRole('status').filter({ hasText: 'Not signed in.' }).waitFor();
     assert.equal(await page.locator('#session').isVisible(), false);
+    await secondTab.close();
     await page.goto(appUrl);
     await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
     await page.getByRole('status').filter({ hasText: 'Sign in to continue to /api/app/.' }).waitFor();
     await page.getByRole('button', { name: 'Sign in with dev' }).waitFor();
     await page.screenshot({ path: `${OUTPUT}signed-out.png`, fullPage: true });
+  });
+
+  await step('a hostile ?next= sends nobody off-site after sign-in', async () => {
+    const offsite = [];
+    await context.route(`${EVIL}**`, (route) => {
+      offsite.push(route.request().url());
+      return route.fulfill({ contentType: 'text/plain', body: 'off-site' });
+    });
+    for (const next of ['/\\evil.test', '/%5Cevil.test', '/%09/evil.test', '//evil.test', '/.//evil.test']) {
+      const start = `${base}?next=${encodeURIComponent(next)}`;
+      await page.goto(start);
+      await page.getByRole('button', { name: 'Sign in with dev' }).click();
+      await page.waitForURL(`${base}dev-idp/authorize?**`);
+      await navigates(page, start, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+      await page.locator('#session').waitFor();
+      await page.waitForTimeout(300);
+      assert.equal(page.url(), start, `after sign-in with next=${next}`);
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.locator('#signin').waitFor();
+    }
+    assert.deepEqual(offsite, []);
+    await context.unroute(`${EVIL}**`);
+    await page.goto(appUrl);
+    await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
   });
 
   await step('signing in again continues to the /api/app/ page the worker sent us from', async () => {
