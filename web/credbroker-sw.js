@@ -39,7 +39,7 @@ const ASK_TIMEOUT_MS = 3_000;
 
 const clock = new SkewClock();
 const keyCache = new SigningKeyCache();
-// { credentials (null once signed out or expired), skewMs, region, service };
+// { credentials (null once signed out or expired), skewMs, region, service, session (who) };
 // undefined until loaded from IndexedDB, null when nothing was ever stored.
 let state;
 let signer = null;
@@ -48,8 +48,9 @@ self.addEventListener('install', (event) => event.waitUntil(self.skipWaiting()))
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 self.addEventListener('message', (event) => {
   if (!fromWindowOfThisOrigin(event.source)) return;
-  // The page waits for this acknowledgement before navigating into the scope.
-  event.waitUntil(onMessage(event.data).finally(() => event.ports[0]?.postMessage({ type: 'credbroker:stored' })));
+  // The page waits for the answer (an acknowledgement by default) before navigating into the scope.
+  const answer = onMessage(event.data).catch(() => undefined);
+  event.waitUntil(answer.then((reply) => event.ports[0]?.postMessage(reply ?? { type: 'credbroker:stored' })));
 });
 self.addEventListener('fetch', (event) => {
   if (!inScope(new URL(event.request.url))) return;
@@ -81,11 +82,19 @@ function inScope(url) {
 async function onMessage(message) {
   if (message?.type === 'credbroker:credentials') await save(fromMessage(message));
   else if (message?.type === 'credbroker:signout') await forgetCredentials();
+  else if (message?.type === 'credbroker:session?') return sessionAnswer(await load());
+}
+
+// A new tab asks for the session, so that it and this worker agree on who is signed in.
+function sessionAnswer(current) {
+  if (!usable(current)) return { type: 'credbroker:signout' };
+  const { credentials, skewMs, region, service, session } = current;
+  return { type: 'credbroker:credentials', credentials, skewMs, region, service, session };
 }
 
 async function forgetCredentials() {
   const current = await load();
-  if (current) await save({ ...current, credentials: null });
+  if (current) await save({ ...current, credentials: null, session: null });
 }
 
 function fromMessage(message) {
@@ -96,7 +105,15 @@ function fromMessage(message) {
     skewMs: Number(message.skewMs) || 0,
     region: String(message.region),
     service: String(message.service ?? 'execute-api'),
+    session: whoFrom(message.session),
   };
+}
+
+/** Who is signed in (no secret), kept only to hand to a new tab. */
+function whoFrom(session) {
+  if (!session) return null;
+  const { identityId, provider, subject, claims, issuedAt } = session;
+  return { identityId, provider, subject, claims, issuedAt };
 }
 
 async function save(next) {

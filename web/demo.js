@@ -157,7 +157,7 @@ async function main() {
   );
   $('whoami').addEventListener('click', callWhoami);
   $('signout').addEventListener('click', () => {
-    client.signOut();
+    client.signOut().catch(showError);
     $('output').textContent = '';
     show('output', false);
   });

@@ -201,10 +201,12 @@ test('concurrent callers share one renewal', async () => {
 test('without a way to renew silently: signin-required, then expired', async () => {
   const env = setup();
   await signInWithCode(env);
-  // Revoke the refresh token; there is no document for an iframe either.
+  // The refresh token and the ID token stay in memory: a reloaded tab has neither (and here no
+  // document for an iframe either).
   const saved = JSON.parse(env.window.sessionStorage.getItem('credbroker.session'));
-  saved.refreshToken = 'revoked';
-  env.window.sessionStorage.setItem('credbroker.session', JSON.stringify(saved));
+  assert.equal(saved.credentials.accessKeyId, 'ASIA1');
+  assert.deepEqual([saved.refreshToken, saved.idToken], [undefined, undefined]);
+  assert.doesNotMatch(JSON.stringify(saved), /rt-1|eyJ/);
   const restored = setup({ window: env.window });
   restored.clock.time = env.clock.time;
   restored.servers.issued = 1;

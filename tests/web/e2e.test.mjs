@@ -354,12 +354,50 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     assert.match((await sent).headers().authorization, new RegExp(`Credential=${whoami.accessKeyId}/`));
   });
 
-  await step('signs out: the UI says so and /api/app/ navigations land on the sign-in page', async () => {
+  let secondTab;
+
+  await step('a new tab of the signed-in user needs no new sign-in', async () => {
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    secondTab = await context.newPage();
+    secondTab.setDefaultTimeout(STEP_MS);
+    await secondTab.goto(base);
+    await secondTab.getByRole('status').filter({ hasText: 'Signed in as bob@corp.example.' }).waitFor();
+    assert.equal(await secondTab.locator('#identity-id').textContent(), identityId);
+    context.off('response', count);
+    assert.deepEqual(signins, [], 'the new tab took the open tab\'s session');
+  });
+
+  await step('two tabs renew once, and both use the new credentials', async () => {
     await page.goto(base);
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.locator('#signin').waitFor();
-    assert.equal(await page.getByRole('status').textContent(), 'Not signed in.');
+    await page.locator('#session').waitFor();
+    const before = (await callWhoami(page)).accessKeyId;
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    // Both tabs' renewal timers come due at the same moment.
+    await page.clock.fastForward((CREDENTIAL_LIFETIME_S + 5) * 1000);
+    await page.waitForFunction(() => !document.getElementById('session').hidden);
+    const first = await callWhoami(page);
+    const second = await callWhoami(secondTab);
+    // Give a second renewal, if any, time to show up.
+    await page.waitForTimeout(2_000);
+    context.off('response', count);
+    assert.deepEqual(signins, [200], 'exactly one renewal across the two tabs');
+    assert.notEqual(first.accessKeyId, before, 'renewed');
+    assert.equal(second.accessKeyId, first.accessKeyId, 'the second tab took the renewed credentials');
+  });
+
+  await step('signs out in one tab: the other tab and the worker forget the credentials at once', async () => {
+    await page.goto(base);
+    await page.locator('#session').waitFor();
+    await secondTab.getByRole('button', { name: 'Sign out' }).click();
+    await secondTab.locator('#signin').waitFor();
+    // The first tab says so without a reload.
+    await page.getByRole('status').filter({ hasText: 'Not signed in.' }).waitFor();
     assert.equal(await page.locator('#session').isVisible(), false);
+    await secondTab.close();
     await page.goto(appUrl);
     await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
     await page.getByRole('status').filter({ hasText: 'Sign in to continue to /api/app/.' }).waitFor();
