@@ -155,6 +155,24 @@ async function navigates(page, url, action) {
   await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
 }
 
+/** Runs one step after another; once one fails the rest are skipped instead of piling up errors. */
+function stepper(t, page, stack) {
+  let failed = false;
+  return (name, fn) =>
+    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
+      try {
+        await fn();
+      } catch (error) {
+        failed = true;
+        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
+        throw new Error(
+          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
+          { cause: error },
+        );
+      }
+    });
+}
+
 test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
   const stack = await startStack();
   t.after(() => stack.stop());
@@ -173,21 +191,7 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   const base = stack.url;
   const appUrl = `${base}api/app/`;
 
-  // Run one step after another; once one fails the rest are skipped instead of piling up errors.
-  let failed = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
-      try {
-        await fn();
-      } catch (error) {
-        failed = true;
-        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
-        throw new Error(
-          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
-          { cause: error },
-        );
-      }
-    });
+  const step = stepper(t, page, stack);
 
   let firstKey;
   let identityId;
@@ -461,17 +465,7 @@ test('unsigned navigations land on sign-in and come back to the URL asked for', 
   const base = stack.url;
   const signinFor = (path) => `${base}index.html?next=${encodeURIComponent(path)}`;
 
-  let failed = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
-      try {
-        await fn();
-      } catch (error) {
-        failed = true;
-        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
-        throw new Error(`${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`, { cause: error });
-      }
-    });
+  const step = stepper(t, page, stack);
 
   await step('a deep link in a fresh browser goes to sign-in and back to it, query and fragment included', async () => {
     const path = '/api/app/notes?sort=new&q=a%20b#latest';
@@ -491,17 +485,11 @@ test('unsigned navigations land on sign-in and come back to the URL asked for', 
     // A link on this origin (a typed URL would take the worker's cross-site detour via sign-in).
     await navigates(page, about, () => page.evaluate((url) => location.assign(url), about));
     await page.getByRole('heading', { name: 'About' }).waitFor();
-    // Shift+Reload: this one load skips the service worker (DevTools' "Bypass for network"). The
-    // bypass ends as soon as the gateway's answer arrives, before the page it carries has run.
+    // Shift+Reload: Chromium's cache-bypassing reload, which also skips the service worker for
+    // that one load (the page's later navigations go through the worker again).
     const cdp = await context.newCDPSession(page);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.setBypassServiceWorker', { bypass: true });
-    const unsigned = page.waitForResponse(async (r) => {
-      if (r.url() !== about || r.status() !== 403) return false;
-      await cdp.send('Network.setBypassServiceWorker', { bypass: false });
-      return true;
-    });
-    await page.reload({ waitUntil: 'commit' });
+    const unsigned = page.waitForResponse((r) => r.url() === about && r.status() === 403);
+    await cdp.send('Page.reload', { ignoreCache: true });
     const answer = await unsigned;
     assert.match(answer.headers()['content-type'], /^text\/html/);
     await page.waitForURL(signinFor('/api/app/about?from=mail'));
