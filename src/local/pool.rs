@@ -684,6 +684,7 @@ impl LocalPool {
             service: SIGNING_SERVICE,
             normalize_uri_path: true,
             presigned_token_signed: true,
+            presigned_max_age: None,
         };
         sigv4::verify(request, &expect, |access_key_id| {
             if access_key_id == developer.access_key_id {
@@ -765,12 +766,15 @@ async fn verify_token(issuer: &TrustedIssuer, raw_token: &str) -> Result<Claims,
             excerpt(iss)
         )));
     }
+    let header = token.header();
     let key = issuer
         .keys
-        .key(token.header().kid.as_deref())
+        .key(header.kid.as_deref(), header.alg)
         .await
         .map_err(|error| match error {
-            KeyError::UnknownKey(_) => ProtocolError::NotAuthorized(format!("Invalid login token. {error}")),
+            KeyError::UnknownKey(_) | KeyError::AmbiguousKey(_) => {
+                ProtocolError::NotAuthorized(format!("Invalid login token. {error}"))
+            }
             KeyError::Unavailable(_) => ProtocolError::ExternalService(format!(
                 "Could not fetch the signing keys of {}: {error}",
                 issuer_text(&issuer.issuer)
