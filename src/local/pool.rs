@@ -832,8 +832,9 @@ struct DeveloperIdentityRequest {
     token_duration: Option<u64>,
 }
 
-/// The Cognito Identity operations the pool serves.
+/// The Cognito Identity operations the pool serves, by their API names.
 #[derive(Clone, Copy)]
+#[allow(clippy::enum_variant_names)] // Cognito's own operation names all start with `Get`.
 enum Operation {
     GetId,
     GetCredentialsForIdentity,
