@@ -141,6 +141,9 @@ impl DevStack {
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
         }
+        broker.set_identity_signer(Arc::new(signing_key::DevIdentitySigner::generate(
+            base_url.join("auth").expect("static path").to_string(),
+        )));
         let router = assemble(Arc::new(broker), idp.clone(), pool.clone(), &options);
         Ok(DevStack {
             base_url,
