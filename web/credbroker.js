@@ -46,7 +46,7 @@
 // the origin's tabs: the tab that gets the lock second finds the credentials renewed and takes
 // them. A sign-out in any tab signs out every tab and the service worker.
 
-import { createSigner, SigningKeyCache, toBytes } from './sigv4.js';
+import { createSigner, presign, SigningKeyCache, toBytes } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
 import { returnPath } from './return-url.js';
 
@@ -814,7 +814,8 @@ export class CredbrokerClient extends EventTarget {
       throw new CredbrokerError('expires_too_long', `API Gateway honours presigned URLs for at most ${API_GATEWAY_PRESIGN_SECONDS} s`);
     }
     const signer = await this.#getSigner();
-    const signed = await signer.presign(
+    const signed = await presign(
+      signer,
       { method, host: target.host, path: target.pathname, query: target.search },
       await this.credentials(),
       new Date(this.#clock.now()),
