@@ -959,7 +959,7 @@ export function decodeJwtPayload(token) {
 function checkIssuer(provider, params) {
   const iss = params.get('iss');
   if (iss === null ? provider.issParameterSupported : iss !== provider.issuer) {
-    throw new CredbrokerError('iss_mismatch', `the sign-in answer came from ${iss === null ? 'a provider that did not say which' : JSON.stringify(iss)}, not from ${provider.issuer}`);
+    throw new CredbrokerError('iss_mismatch', `answer from ${iss}, not ${provider.issuer}`);
   }
 }
 
@@ -968,7 +968,7 @@ function checkRedirectUri(url, flow) {
   const landed = new URL(url);
   const expected = new URL(flow.redirectUri);
   if (landed.origin + landed.pathname !== expected.origin + expected.pathname) {
-    throw new CredbrokerError('redirect_mismatch', 'this sign-in answer arrived at another redirect URI than its sign-in was sent with');
+    throw new CredbrokerError('redirect_mismatch', 'answer at another redirect URI');
   }
 }
 

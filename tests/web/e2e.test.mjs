@@ -173,7 +173,7 @@ function stepper(t, page, stack) {
     });
 }
 
-test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
+test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 10 * 60_000 }, async (t) => {
   const stack = await startStack();
   t.after(() => stack.stop());
   const browser = await launchChromium();
