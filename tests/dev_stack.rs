@@ -17,7 +17,8 @@ use credbroker::local::{DevOptions, DevStack};
 use serde_json::{Value, json};
 use url::Url;
 
-const REDIRECT_URI: &str = "http://127.0.0.1:8787/callback.html";
+/// Under the stack's own origin: its dev provider sends codes nowhere else.
+const REDIRECT_PATH: &str = "callback.html";
 const VERIFIER: &str = "dev-stack-test-verifier-0123456789-abcdefghijklmn";
 
 /// A running dev stack on a free loopback port.
@@ -53,13 +54,14 @@ impl Stack {
 
     /// The dev provider's authorization-code flow with PKCE, as the browser client runs it.
     async fn code_flow(&self, sub: &str, claims: &str) -> String {
+        let redirect_uri = self.url(REDIRECT_PATH);
         let challenge = URL_SAFE_NO_PAD
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes()).as_ref());
         let mut authorize = Url::parse(&self.url("dev-idp/authorize")).unwrap();
         authorize.query_pairs_mut().extend_pairs([
             ("response_type", "code"),
             ("client_id", "credbroker-dev"),
-            ("redirect_uri", REDIRECT_URI),
+            ("redirect_uri", redirect_uri.as_str()),
             ("scope", "openid email profile"),
             ("state", "s1"),
             ("nonce", "n1"),
@@ -108,7 +110,7 @@ impl Stack {
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", query["code"].as_str()),
-                ("redirect_uri", REDIRECT_URI),
+                ("redirect_uri", redirect_uri.as_str()),
                 ("client_id", "credbroker-dev"),
                 ("code_verifier", VERIFIER),
             ])
@@ -367,6 +369,9 @@ async fn the_browser_client_and_config_are_served() {
     assert_eq!(dev["clientIds"], json!(["credbroker-dev"]));
     assert_eq!(dev["authorizationEndpoint"], stack.url("dev-idp/authorize"));
     assert_eq!(dev["tokenEndpoint"], stack.url("dev-idp/token"));
+    // From the dev provider's discovery document: RP-initiated logout and RFC 9207 `iss`.
+    assert_eq!(dev["endSessionEndpoint"], stack.url("dev-idp/logout"));
+    assert_eq!(dev["issParameterSupported"], true);
 }
 
 /// Runs the `credbroker` binary; returns (success, stdout, stderr).

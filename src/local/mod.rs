@@ -118,7 +118,11 @@ impl DevStack {
         let (http, policy) = broker.idp_parts();
 
         let issuer = base_url.join("dev-idp").expect("static path");
-        let idp = idp::DevIdp::new(issuer.clone());
+        // Codes and CORS for the stack's own origins and the configured ones only, as a real
+        // provider allows only a client's registered redirect URIs.
+        let mut idp_origins = dev_origins(bound);
+        idp_origins.extend(broker.allowed_origins().iter().cloned());
+        let idp = idp::DevIdp::for_origins(issuer.clone(), idp_origins);
         let dev_keys = Arc::new(JwksCache::new(
             http.clone(),
             base_url.join("dev-idp/jwks").expect("static path"),
