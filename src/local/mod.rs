@@ -9,7 +9,7 @@
 //! | path                  | what                                                    |
 //! |-----------------------|---------------------------------------------------------|
 //! | `/auth/*`             | the broker API, with the `dev` provider added            |
-//! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token) |
+//! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token, logout) |
 //! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
 //! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
 //! | `/`                   | the browser client from `web/`                           |

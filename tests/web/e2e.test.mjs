@@ -126,6 +126,11 @@ function assertSigned(request, signedHeaders) {
   assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
 }
 
+/** The header set web/ files are served with (src/assets.rs). */
+const STRICT_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src 'self' https:; frame-src 'self' https:; worker-src 'self'; form-action 'self' https:; " +
+  "base-uri 'none'; object-src 'none'; frame-ancestors 'self'";
+
 /** Another site (served by the test through request interception; nothing leaves the machine). */
 const EVIL = 'http://evil.test/';
 
@@ -190,6 +195,13 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
   const base = stack.url;
   const appUrl = `${base}api/app/`;
+  // The demo page as the embedded web/ files are served: a strict CSP and no referrer by
+  // default (the page itself asks for same-origin referrers, which the worker's rule needs).
+  await context.route(`${base}*`, async (route) => {
+    if (route.request().resourceType() !== 'document') return route.fallback();
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), 'referrer-policy': 'no-referrer', 'content-security-policy': STRICT_CSP } });
+  });
 
   const step = stepper(t, page, stack);
 
