@@ -662,11 +662,6 @@ export class CredbrokerClient extends EventTarget {
     return this.#finishSignIn(provider, idToken);
   }
 
-  #knownIdentity(providerName) {
-    const session = this.#session;
-    return session?.identityId && session.provider === providerName ? { identity_id: session.identityId } : {};
-  }
-
   async #finishSignIn(provider, idToken, refreshToken) {
     const config = await this.config();
     const path = (config.signinPath ?? '/auth/signin/{provider}').replace('{provider}', encodeURIComponent(provider.name));
@@ -676,7 +671,7 @@ export class CredbrokerClient extends EventTarget {
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       // A renewal sends back the identity id this provider's session got, so the broker can skip
       // Cognito's GetId; Cognito refuses an id that is not this login's, and the broker then asks GetId.
-      body: JSON.stringify({ id_token: idToken, ...this.#knownIdentity(provider.name) }),
+      body: JSON.stringify({ id_token: idToken, identity_id: this.#session?.provider === provider.name ? this.#session.identityId : undefined }),
     });
     const body = await readJson(response);
     if (!response.ok) throw problemError(body, response.status, 'signin_failed');
