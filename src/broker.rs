@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::ApiError;
+use crate::identity::{self, IdentitySigner};
 use crate::jwks::JwksPolicy;
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
 use crate::provider::{Provider, VerifiedToken};
@@ -28,6 +29,9 @@ pub struct SignIn {
     pub credentials: AwsCredentials,
     /// The claims the provider is configured to expose.
     pub claims: Claims,
+    /// The broker's signed statement of all of the above for the apps behind the API
+    /// ([`crate::identity`]), when the broker has an identity signer.
+    pub identity_assertion: Option<String>,
 }
 
 /// The sign-in service: providers, their key caches, and the identity pool.
@@ -39,6 +43,7 @@ pub struct Broker {
     limits: Limits,
     http: reqwest::Client,
     policy: JwksPolicy,
+    identity_signer: Option<Arc<dyn IdentitySigner>>,
 }
 
 impl Broker {
@@ -73,7 +78,18 @@ impl Broker {
             limits: config.limits.clone(),
             http,
             policy,
+            identity_signer: None,
         })
+    }
+
+    /// Signs an identity assertion at every sign-in from now on (the dev stack's own key).
+    pub(crate) fn set_identity_signer(&mut self, signer: Arc<dyn IdentitySigner>) {
+        self.identity_signer = Some(signer);
+    }
+
+    /// The identity signer, when there is one (`GET /auth/identity-keys` publishes its keys).
+    pub fn identity_signer(&self) -> Option<&dyn IdentitySigner> {
+        self.identity_signer.as_deref()
     }
 
     /// Adds a provider built outside the configuration (the dev stack's dev provider).
@@ -126,13 +142,18 @@ impl Broker {
         let identity_id = self.pool.get_id(&logins).await?;
         let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await?;
         tracing::info!(provider = provider_name, %identity_id, "signed in");
-        Ok(SignIn {
+        let mut signed_in = SignIn {
             identity_id,
             provider: provider_name.to_string(),
             subject: verified.subject,
             claims: provider.exposed_claims(&verified.claims),
             credentials,
-        })
+            identity_assertion: None,
+        };
+        signed_in.identity_assertion = self
+            .identity_signer()
+            .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
+        Ok(signed_in)
     }
 
     /// Verifies a bearer ID token that names no provider (the bearer authorizer): the providers

@@ -126,6 +126,11 @@ function assertSigned(request, signedHeaders) {
   assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
 }
 
+/** The header set web/ files are served with (src/assets.rs). */
+const STRICT_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src 'self' https:; frame-src 'self' https:; worker-src 'self'; form-action 'self' https:; " +
+  "base-uri 'none'; object-src 'none'; frame-ancestors 'self'";
+
 /** Another site (served by the test through request interception; nothing leaves the machine). */
 const EVIL = 'http://evil.test/';
 
@@ -155,7 +160,25 @@ async function navigates(page, url, action) {
   await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
 }
 
-test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
+/** Runs one step after another; once one fails the rest are skipped instead of piling up errors. */
+function stepper(t, page, stack) {
+  let failed = false;
+  return (name, fn) =>
+    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
+      try {
+        await fn();
+      } catch (error) {
+        failed = true;
+        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
+        throw new Error(
+          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
+          { cause: error },
+        );
+      }
+    });
+}
+
+test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 10 * 60_000 }, async (t) => {
   const stack = await startStack();
   t.after(() => stack.stop());
   const browser = await launchChromium();
@@ -172,22 +195,15 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
   const base = stack.url;
   const appUrl = `${base}api/app/`;
+  // The demo page as the embedded web/ files are served: a strict CSP and no referrer by
+  // default (the page itself asks for same-origin referrers, which the worker's rule needs).
+  await context.route(`${base}*`, async (route) => {
+    if (route.request().resourceType() !== 'document') return route.fallback();
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), 'referrer-policy': 'no-referrer', 'content-security-policy': STRICT_CSP } });
+  });
 
-  // Run one step after another; once one fails the rest are skipped instead of piling up errors.
-  let failed = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
-      try {
-        await fn();
-      } catch (error) {
-        failed = true;
-        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
-        throw new Error(
-          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
-          { cause: error },
-        );
-      }
-    });
+  const step = stepper(t, page, stack);
 
   let firstKey;
   let identityId;
@@ -392,7 +408,13 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   await step('signs out in one tab: the other tab and the worker forget the credentials at once', async () => {
     await page.goto(base);
     await page.locator('#session').waitFor();
+    // RP-initiated logout: the tab that signs out also ends the dev provider's session.
+    const logout = secondTab.waitForRequest((r) => r.url().startsWith(`${base}dev-idp/logout?`));
     await secondTab.getByRole('button', { name: 'Sign out' }).click();
+    const endSession = new URL((await logout).url()).searchParams;
+    assert.equal(endSession.get('post_logout_redirect_uri'), base);
+    assert.equal(endSession.get('client_id'), 'credbroker-dev');
+    await secondTab.waitForURL(base);
     await secondTab.locator('#signin').waitFor();
     // The first tab says so without a reload.
     await page.getByRole('status').filter({ hasText: 'Not signed in.' }).waitFor();
@@ -429,6 +451,25 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
   });
 
+  await step("IdP mix-up: an answer that says another provider sent it is refused before the code goes anywhere", async () => {
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    const request = new URL(page.url()).searchParams;
+    const tokenCalls = [];
+    const count = (r) => r.url() === `${base}dev-idp/token` && tokenCalls.push(r.method());
+    context.on('request', count);
+    // What a malicious provider would send the browser back with: a code for this flow's state.
+    const forged = new URL(request.get('redirect_uri'));
+    forged.search = new URLSearchParams({ code: 'stolen', state: request.get('state'), iss: 'http://evil.test/' }).toString();
+    await page.goto(forged.href);
+    await page.locator('#error').filter({ hasText: 'iss_mismatch' }).waitFor();
+    context.off('request', count);
+    assert.deepEqual(tokenCalls, [], 'neither the code nor the PKCE verifier went to a token endpoint');
+    assert.equal(new URL(page.url()).searchParams.get('code'), null, 'the code left the address bar');
+    await page.goto(appUrl);
+    await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
+  });
+
   await step('signing in again continues to the /api/app/ page the worker sent us from', async () => {
     await page.getByRole('button', { name: 'Sign in with dev' }).click();
     await page.waitForURL(`${base}dev-idp/authorize?**`);
@@ -437,6 +478,80 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
 
   await step('the browser reported no errors', async () => {
+    assert.deepEqual(problems, []);
+  });
+});
+
+// Unsigned navigations (a bookmark in a fresh browser, a hard reload that bypasses the worker, a
+// browser that lost the worker): the gateway answers Accept: text/html with a page that goes to
+// sign-in and back to the very URL asked for, query and fragment included.
+test('unsigned navigations land on sign-in and come back to the URL asked for', { timeout: 3 * 60_000 }, async (t) => {
+  const stack = await startStack();
+  t.after(() => stack.stop());
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const problems = [];
+  context.on('weberror', (error) => problems.push(`page error: ${error.error().message}`));
+  context.on('console', (message) => {
+    // The unsigned navigation itself is a 403 the browser logs; anything else is a problem.
+    if (message.type() === 'error' && !/status of 403/.test(message.text())) problems.push(`console error: ${message.text()}`);
+  });
+  const base = stack.url;
+  const signinFor = (path) => `${base}index.html?next=${encodeURIComponent(path)}`;
+
+  const step = stepper(t, page, stack);
+
+  await step('a deep link in a fresh browser goes to sign-in and back to it, query and fragment included', async () => {
+    const path = '/api/app/notes?sort=new&q=a%20b#latest';
+    const deepLink = `${base}${path.slice(1)}`;
+    await page.goto(deepLink);
+    await page.waitForURL(signinFor(path));
+    await page.getByRole('status').filter({ hasText: `Sign in to continue to ${path}` }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    await navigates(page, deepLink, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+    await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+    assert.equal(page.url(), deepLink);
+  });
+
+  await step('a hard reload that bypasses the worker comes back signed, without a new sign-in', async () => {
+    const about = `${base}api/app/about?from=mail`;
+    // A link on this origin (a typed URL would take the worker's cross-site detour via sign-in).
+    await navigates(page, about, () => page.evaluate((url) => location.assign(url), about));
+    await page.getByRole('heading', { name: 'About' }).waitFor();
+    // Shift+Reload: Chromium's cache-bypassing reload, which also skips the service worker for
+    // that one load (the page's later navigations go through the worker again).
+    const cdp = await context.newCDPSession(page);
+    const unsigned = page.waitForResponse((r) => r.url() === about && r.status() === 403);
+    await cdp.send('Page.reload', { ignoreCache: true });
+    const answer = await unsigned;
+    assert.match(answer.headers()['content-type'], /^text\/html/);
+    await page.waitForURL(signinFor('/api/app/about?from=mail'));
+    await page.waitForURL(about);
+    await page.getByRole('heading', { name: 'About' }).waitFor();
+    await cdp.detach();
+  });
+
+  await step('a worker unregistered mid-session is re-installed silently on the next navigation', async () => {
+    const home = `${base}api/app/?tab=3`;
+    const unregistered = await page.evaluate(async () =>
+      (await Promise.all((await navigator.serviceWorker.getRegistrations()).map((r) => r.unregister()))).filter(Boolean).length,
+    );
+    assert.equal(unregistered, 1);
+    await page.evaluate((url) => location.assign(url), home);
+    await page.waitForURL(signinFor('/api/app/?tab=3'));
+    await page.waitForURL(home);
+    await page.getByRole('heading', { name: 'Hello, Bob Admin!' }).waitFor();
+    assert.equal(await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length), 1);
+  });
+
+  await step('API clients keep the JSON 403 and the browser reported no errors', async () => {
+    const answer = await page.request.get(`${base}api/app/`, { headers: { accept: 'application/json' } });
+    assert.equal(answer.status(), 403);
+    assert.deepEqual(await answer.json(), { message: 'Missing Authentication Token' });
     assert.deepEqual(problems, []);
   });
 });
