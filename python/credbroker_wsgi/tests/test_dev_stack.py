@@ -10,10 +10,10 @@ import subprocess
 import threading
 
 import pytest
-from flask import Flask, request
 from werkzeug.serving import make_server
 
-from credbroker_wsgi import IdentityMiddleware, current_identity
+from credbroker_wsgi import IdentityMiddleware
+from whoami_app import whoami_app
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 BINARY = os.environ.get("CREDBROKER_BIN", str(REPO / "target" / "debug" / "credbroker"))
@@ -30,7 +30,7 @@ def cli(*args, check=True):
 @pytest.fixture(scope="module")
 def stack():
     assert os.access(BINARY, os.X_OK), f"build the credbroker binary first ({BINARY})"
-    app = Flask(__name__)
+    app = whoami_app("/whoami")
     upstream = make_server("127.0.0.1", 0, app, threaded=True)
     broker = subprocess.Popen([BINARY, "dev", "--listen", "127.0.0.1:0", "--upstream",
                                f"http://127.0.0.1:{upstream.server_port}/"],
@@ -39,15 +39,6 @@ def stack():
         banner = broker.stdout.readline()
         assert "Open http://" in banner, banner
         base = banner.split("Open ", 1)[1].strip().rstrip("/")
-
-        @app.get("/whoami")
-        def whoami():
-            identity = current_identity()
-            leaked = sorted(k for k in request.headers.keys() if k.lower().startswith("x-credbroker-"))
-            if identity is None:
-                return {"anonymous": True, "headers": leaked}
-            return {"identity_id": identity.identity_id, "provider": identity.provider,
-                    "subject": identity.subject, "claims": dict(identity.claims), "headers": leaked}
 
         # An HTTP backend reachable through the gateway only: it trusts the gateway's header.
         app.wsgi_app = IdentityMiddleware(app.wsgi_app, issuer=f"{base}/auth", trust_identity_header=True)

@@ -6,9 +6,9 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask, request
 
-from credbroker_wsgi import IdentityMiddleware, KeySet, current_identity
+from credbroker_wsgi import IdentityMiddleware, KeySet
+from whoami_app import whoami_app
 
 ISSUER = "http://broker.test/auth"
 ALICE = "us-east-1:11111111-2222-3333-4444-555555555555"
@@ -42,28 +42,13 @@ class Broker:
         return jwt.encode(claims, key or self.key, algorithm="ES256", headers=header)
 
 
-def flask_app():
-    app = Flask(__name__)
-
-    @app.get("/me")
-    def me():
-        identity = current_identity()
-        leaked = sorted(k for k in request.headers.keys() if k.lower().startswith("x-credbroker-"))
-        if identity is None:
-            return {"anonymous": True, "headers": leaked}
-        return {"identity_id": identity.identity_id, "provider": identity.provider,
-                "subject": identity.subject, "claims": dict(identity.claims), "headers": leaked}
-
-    return app
-
-
 @pytest.fixture
 def broker():
     return Broker()
 
 
 def client(broker, **options):
-    app = flask_app()
+    app = whoami_app("/me")
     app.wsgi_app = IdentityMiddleware(app.wsgi_app, ISSUER, keys=KeySet("unused", fetch=broker.jwks), **options)
     return app.test_client()
 
@@ -154,7 +139,7 @@ def test_a_repeated_identity_header_is_refused(broker):
 def test_keys_are_cached_and_refetched_on_an_unknown_kid_at_most_once_a_minute(broker):
     now = [1000.0]
     keys = KeySet("unused", fetch=broker.jwks, clock=lambda: now[0])
-    app = flask_app()
+    app = whoami_app("/me")
     app.wsgi_app = IdentityMiddleware(app.wsgi_app, ISSUER, keys=keys)
     test = app.test_client()
     event = {"serverless.event": lambda_event(ALICE)}
@@ -177,7 +162,7 @@ def test_unreachable_keys_are_a_503_not_an_identity(broker):
     def down(url):
         raise OSError("connection refused")
 
-    app = flask_app()
+    app = whoami_app("/me")
     app.wsgi_app = IdentityMiddleware(app.wsgi_app, ISSUER, keys=KeySet("unused", fetch=down))
     answer = app.test_client().get("/me", headers={"X-Credbroker-Assertion": broker.assertion()},
                                    environ_base={"serverless.event": lambda_event(ALICE)})
