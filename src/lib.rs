@@ -17,6 +17,7 @@
 //! - [`token`]: strict ID-token parsing and the standard claim checks.
 //! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
+//! - [`verifier`]: the configured providers; finds a token's provider by name or issuer.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
@@ -40,3 +41,4 @@ pub mod pool;
 pub mod provider;
 pub mod rules;
 pub mod token;
+pub mod verifier;

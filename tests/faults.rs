@@ -258,8 +258,11 @@ async fn cognito_faults_end_in_their_status_within_the_documented_bound() {
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     // The brokers' pool settings: 2 attempts of 2 s.
     let config = broker_config(&issuer, "http://127.0.0.1:9", support::UNUSED_POOL_ID, "");
-    let attempts = config.identity_pool.max_attempts as usize;
-    let call_bound = call_time_bound(&config.identity_pool);
+    let pool = config
+        .require_identity_pool()
+        .expect("the test config has a pool");
+    let attempts = pool.max_attempts as usize;
+    let call_bound = call_time_bound(pool);
     let sign_in_bound = 2 * call_bound;
     let ok = Some((200, succeeding_pool_body()));
     let throttled = Some((400, cognito_error("TooManyRequestsException", "Rate exceeded")));
