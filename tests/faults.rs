@@ -21,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header;
 use credbroker::cli::SigningCredentials;
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use credbroker::pool::call_time_bound;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -97,7 +98,8 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     let (rsa, issuer) = issuer_with_rsa_key().await;
     let pool = StubCognito::answering(200, succeeding_pool_body()).await;
     issuer.max_age.store(0, Ordering::SeqCst);
-    let settings = "[jwks]\ncooldown_seconds = 0\nmin_max_age_seconds = 0\n";
+    // The smallest cooldown (1 s): each round below waits it out so that every sign-in refreshes.
+    let settings = "[jwks]\ncooldown_seconds = 1\nmin_max_age_seconds = 0\n";
     let broker = broker_at(&issuer, &pool.endpoint, settings).await;
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     assert_signed_in(&sign_in(&broker, "corp", &token).await, "good keys");
@@ -117,6 +119,7 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     ];
     for (what, body) in garbage {
         issuer.serve_garbage(Some(&body));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let hits = issuer.hits();
         assert_signed_in(&sign_in(&broker, "corp", &token).await, what);
         assert_eq!(issuer.hits(), hits + 1, "{what}: the keys were not re-fetched");

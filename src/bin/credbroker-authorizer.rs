@@ -1,6 +1,6 @@
 //! The bearer authorizer Lambda: an API Gateway REQUEST (or TOKEN) authorizer that verifies
 //! `Authorization: Bearer <ID token>` with the broker's verifier and answers with an IAM policy
-//! built from the `[authorizer]` rules. Configuration comes from `CREDBROKER_CONFIG` (TOML text)
+//! built from the `[authorizer]` rules. Configuration comes from `CREDBROKER_CONFIG` (TOML or JSON)
 //! or `CREDBROKER_CONFIG_FILE`, the same as the sign-in Lambda's.
 
 use credbroker::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};

@@ -1,5 +1,5 @@
 //! The sign-in Lambda: the broker's router behind API Gateway, through `lambda_http`.
-//! Configuration comes from `CREDBROKER_CONFIG` (TOML text) or `CREDBROKER_CONFIG_FILE`.
+//! Configuration comes from `CREDBROKER_CONFIG` (TOML or JSON text) or `CREDBROKER_CONFIG_FILE`.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-// Every case of the AWS signing test suite (../shared/sigv4-test-suite/v4), header and query
+// Every case of the AWS signing test suite (tests/data/sigv4-test-suite/v4), header and query
 // forms, byte for byte: canonical request, string to sign, signature and the signed request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,10 +6,10 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createSigner, sha256Hex, SigningKeyCache, canonicalPath, uriEncode, formDecode } from '../../web/sigv4.js';
+import { createSigner, presign, sha256Hex, SigningKeyCache, canonicalPath, uriEncode, formDecode } from '../../web/sigv4.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const suite = join(root, '..', 'shared', 'sigv4-test-suite', 'v4');
+const suite = join(root, 'tests', 'data', 'sigv4-test-suite', 'v4');
 
 // request.txt: request line, header lines (a line starting with whitespace continues the previous
 // header), an empty line, the body.
@@ -101,7 +101,8 @@ for (const name of cases) {
 
   test(`query form: ${name}`, async () => {
     const { context, request, read } = loadCase(name);
-    const signed = await signerFor(context).presign(
+    const signed = await presign(
+      signerFor(context),
       await signableOf(request),
       credentialsOf(context),
       new Date(context.timestamp),
