@@ -60,6 +60,7 @@ pub fn routes(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/auth/signin/{provider}", post(sign_in))
         .route("/auth/config", get(client_config))
+        .route("/auth/identity-keys", get(identity_keys))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(broker)
 }
@@ -176,6 +177,8 @@ struct SignInResponse {
     subject: String,
     credentials: CredentialsBody,
     claims: Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_assertion: Option<String>,
     server_time: String,
 }
 
@@ -302,6 +305,7 @@ fn sign_in_body(signed_in: SignIn) -> SignInResponse {
             expiration: rfc3339(credentials.expiration),
         },
         claims: signed_in.claims,
+        identity_assertion: signed_in.identity_assertion,
         server_time: rfc3339(SystemTime::now()),
     }
 }
@@ -312,6 +316,13 @@ pub fn rfc3339(at: SystemTime) -> String {
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `GET /auth/identity-keys`: the JWKS apps verify identity assertions with (404 when this broker
+/// signs none).
+async fn identity_keys(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    let signer = broker.identity_signer().ok_or(ApiError::NotFound)?;
+    Ok(Json(signer.public_keys()).into_response())
 }
 
 /// `GET /auth/config`.

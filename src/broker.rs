@@ -3,9 +3,11 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
+use crate::identity::{self, IdentitySigner};
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
 use crate::token::Claims;
 use crate::verifier::Verifier;
@@ -23,6 +25,9 @@ pub struct SignIn {
     pub credentials: AwsCredentials,
     /// The claims the provider is configured to expose.
     pub claims: Claims,
+    /// The broker's signed statement of all of the above for the apps behind the API
+    /// ([`crate::identity`]), when the broker has an identity signer.
+    pub identity_assertion: Option<String>,
 }
 
 /// The sign-in service: the [`Verifier`] (providers and their key caches) and the identity pool.
@@ -32,6 +37,7 @@ pub struct Broker {
     pool: Arc<dyn IdentityPool>,
     region: String,
     allowed_origins: Vec<String>,
+    identity_signer: Option<Arc<dyn IdentitySigner>>,
 }
 
 impl Broker {
@@ -48,7 +54,18 @@ impl Broker {
             pool,
             region: config.require_identity_pool()?.region().to_string(),
             allowed_origins: config.allowed_origins.clone(),
+            identity_signer: None,
         })
+    }
+
+    /// Signs an identity assertion at every sign-in from now on (the dev stack's own key).
+    pub(crate) fn set_identity_signer(&mut self, signer: Arc<dyn IdentitySigner>) {
+        self.identity_signer = Some(signer);
+    }
+
+    /// The identity signer, when there is one (`GET /auth/identity-keys` publishes its keys).
+    pub fn identity_signer(&self) -> Option<&dyn IdentitySigner> {
+        self.identity_signer.as_deref()
     }
 
     /// The identity pool's region.
@@ -76,13 +93,18 @@ impl Broker {
         let identity_id = self.pool.get_id(&logins).await?;
         let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await?;
         tracing::info!(provider = provider_name, %identity_id, "signed in");
-        Ok(SignIn {
+        let mut signed_in = SignIn {
             identity_id,
             provider: provider_name.to_string(),
             subject: verified.subject,
             claims: provider.exposed_claims(&verified.claims),
             credentials,
-        })
+            identity_assertion: None,
+        };
+        signed_in.identity_assertion = self
+            .identity_signer()
+            .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
+        Ok(signed_in)
     }
 }
 

@@ -86,6 +86,13 @@ pub struct ClientEndpoints {
     pub token_endpoint: Option<String>,
     /// Whether the provider lets a browser app exchange a code without a client secret (PKCE).
     pub public_client: bool,
+    /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0 §2): where the client
+    /// sends the browser on sign-out to end the provider's session too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the provider puts `iss`
+    /// in every authorization response, so the client must refuse one without it.
+    pub iss_parameter_supported: bool,
 }
 
 /// Where a token is presented: the checks differ only for Cognito access tokens, which a provider
@@ -287,6 +294,7 @@ impl Provider {
                 authorization_endpoint: Some(GOOGLE_AUTHORIZE.to_string()),
                 token_endpoint: Some(GOOGLE_TOKEN.to_string()),
                 public_client: false,
+                ..ClientEndpoints::default()
             },
             Kind::Configured(ProviderKind::Microsoft) => self.microsoft_endpoints(),
             Kind::Configured(ProviderKind::Salesforce) => {
@@ -294,8 +302,12 @@ impl Provider {
                 ClientEndpoints {
                     authorization_endpoint: Some(format!("{issuer}/services/oauth2/authorize")),
                     token_endpoint: Some(format!("{issuer}/services/oauth2/token")),
+                    // Salesforce's OpenID logout endpoint (help.salesforce.com, "OpenID Connect
+                    // Logout"); its discovery document lists it as end_session_endpoint.
+                    end_session_endpoint: Some(format!("{issuer}/services/auth/idp/oidc/logout")),
                     issuer,
                     public_client: true,
+                    iss_parameter_supported: false,
                 }
             }
             Kind::Configured(ProviderKind::Cognito) => match &self.hosted_ui {
@@ -304,6 +316,10 @@ impl Provider {
                     authorization_endpoint: Some(format!("{domain}/oauth2/authorize")),
                     token_endpoint: Some(format!("{domain}/oauth2/token")),
                     public_client: true,
+                    // The hosted UI's `/logout` takes `client_id` and `logout_uri`, not RP-Initiated
+                    // Logout's parameters, so it is not offered as an end-session endpoint.
+                    end_session_endpoint: None,
+                    iss_parameter_supported: false,
                 },
                 None => self.discovered_endpoints().await,
             },
@@ -324,7 +340,10 @@ impl Provider {
             issuer: format!("{MICROSOFT_HOST}/{tenant}/v2.0"),
             authorization_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/authorize")),
             token_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/token")),
+            // The v2.0 logout endpoint, as the tenant's discovery document publishes it.
+            end_session_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/logout")),
             public_client: true,
+            iss_parameter_supported: false,
         }
     }
 
@@ -341,7 +360,11 @@ impl Provider {
             token_endpoint: metadata
                 .as_ref()
                 .and_then(|m| m.token_endpoint.as_ref().map(Url::to_string)),
+            end_session_endpoint: metadata
+                .as_ref()
+                .and_then(|m| m.end_session_endpoint.as_ref().map(Url::to_string)),
             public_client: true,
+            iss_parameter_supported: metadata.as_ref().is_some_and(|m| m.iss_parameter_supported),
         }
     }
 
