@@ -20,9 +20,11 @@
 //!   [`discovery`].
 //! - [`token`]: strict ID-token parsing, the signature check and the standard claim checks.
 //! - [`untrusted`]: attacker-supplied text made safe to quote in errors and logs.
-//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
+//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form, read
+//!   against the token's real claim names (`cognito:groups:admins`, `address.country:US`).
 //! - [`tags`]: principal (session) tags from claims, within Cognito's and STS's bounds.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
+//! - [`verifier`]: the configured providers; finds a token's provider by name or issuer.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
@@ -52,3 +54,4 @@ pub mod rules;
 pub mod tags;
 pub mod token;
 pub mod untrusted;
+pub mod verifier;

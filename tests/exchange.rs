@@ -165,7 +165,11 @@ print(json.dumps(client.create_identity_pool(IdentityPoolName="credbroker_develo
         pool_id,
         &format!("mode = \"developer\"\ndeveloper_provider_name = \"{DEVELOPER_PROVIDER}\"\n"),
     );
-    let pool = CognitoPool::with_credentials(&config.identity_pool, credentials(SECRET_KEY)).await;
+    let pool = CognitoPool::with_credentials(
+        config.identity_pool.as_ref().expect("a pool"),
+        credentials(SECRET_KEY),
+    )
+    .await;
     let broker = Broker::new(&config, Arc::new(pool)).expect("broker");
     let signed_in = broker
         .sign_in("corp", &key.sign_jwt(&corp_claims(&issuer)))
@@ -333,7 +337,11 @@ async fn throttled_calls_get_cognitos_error_shape_and_the_broker_retries_them() 
         POOL_ID,
         &format!("mode = \"developer\"\ndeveloper_provider_name = \"{DEVELOPER_PROVIDER}\"\n"),
     );
-    let pool = CognitoPool::with_credentials(&config.identity_pool, credentials(SECRET_KEY)).await;
+    let pool = CognitoPool::with_credentials(
+        config.identity_pool.as_ref().expect("a pool"),
+        credentials(SECRET_KEY),
+    )
+    .await;
     let broker = Arc::new(Broker::new(&config, Arc::new(pool)).expect("broker"));
     let users: Vec<_> = (0..10)
         .map(|i| {

@@ -48,7 +48,7 @@ pub const DEV_POOL_ID: &str = "us-east-1:00000000-0000-4000-8000-00000000dec0";
 pub struct DevOptions {
     /// Where to listen (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]` is
+    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]`, if any, is
     /// replaced by the local pool.
     pub config: Option<Config>,
     /// The user's own app, proxied behind the gateway instead of the demo routes.
@@ -120,7 +120,8 @@ impl DevStack {
         })?;
         let base_url = base_url_for(bound);
         let mut config = options.config.clone().unwrap_or_else(empty_config);
-        config.identity_pool = local_pool_config(&base_url, &config.identity_pool, options.pool_mode);
+        let pool_config = local_pool_config(&base_url, config.identity_pool.as_ref(), options.pool_mode);
+        config.identity_pool = Some(pool_config.clone());
         let developer = (options.pool_mode == PoolMode::Developer).then(dev_developer_provider);
         let cognito = match &developer {
             Some(developer) => {
@@ -131,9 +132,9 @@ impl DevStack {
                     None,
                     "credbroker-dev",
                 );
-                CognitoPool::with_credentials(&config.identity_pool, credentials).await
+                CognitoPool::with_credentials(&pool_config, credentials).await
             }
-            None => CognitoPool::new(&config.identity_pool).await,
+            None => CognitoPool::new(&pool_config).await,
         };
         let mut broker = Broker::new(&config, Arc::new(cognito))?;
         let (http, policy) = broker.idp_parts();
@@ -162,13 +163,8 @@ impl DevStack {
             options.credential_lifetime,
             options.pool_load,
         );
-        broker.add_provider(Provider::dev(
-            issuer,
-            idp::DEV_CLIENT_ID,
-            broker.limits(),
-            http,
-            policy,
-        ));
+        let dev = Provider::dev(issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
+        broker.add_provider(dev);
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
         }
@@ -269,13 +265,23 @@ fn dev_origins(bound: SocketAddr) -> Vec<String> {
 pub const DEV_DEVELOPER_PROVIDER: &str = "login.credbroker.dev";
 
 /// The broker's pool settings pointed at the local pool, through the real SDK.
-fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig, mode: PoolMode) -> IdentityPoolConfig {
+fn local_pool_config(
+    base_url: &Url,
+    configured: Option<&IdentityPoolConfig>,
+    mode: PoolMode,
+) -> IdentityPoolConfig {
+    let defaults = (
+        crate::config::default_pool_attempt_timeout(),
+        crate::config::default_pool_max_attempts(),
+    );
+    let (attempt_timeout_seconds, max_attempts) =
+        configured.map_or(defaults, |pool| (pool.attempt_timeout_seconds, pool.max_attempts));
     IdentityPoolConfig {
         id: DEV_POOL_ID.to_string(),
         region: Some("us-east-1".to_string()),
         endpoint: Some(base_url.join("cognito-identity").expect("static path")),
-        attempt_timeout_seconds: configured.attempt_timeout_seconds,
-        max_attempts: configured.max_attempts,
+        attempt_timeout_seconds,
+        max_attempts,
         mode,
         developer_provider_name: (mode == PoolMode::Developer).then(|| DEV_DEVELOPER_PROVIDER.to_string()),
     }
@@ -293,8 +299,7 @@ fn dev_developer_provider() -> pool::DeveloperProvider {
 }
 
 fn empty_config() -> Config {
-    Config::from_toml(&format!("[identity_pool]\nid = \"{DEV_POOL_ID}\"\n"))
-        .expect("the dev pool id is valid")
+    Config::from_toml("").expect("an empty config is valid")
 }
 
 #[cfg(test)]
@@ -317,6 +322,9 @@ mod tests {
 
     #[test]
     fn the_dev_pool_config_is_valid() {
-        assert_eq!(empty_config().identity_pool.region(), "us-east-1");
+        let url = Url::parse("http://127.0.0.1:8787/").unwrap();
+        let pool = local_pool_config(&url, empty_config().identity_pool.as_ref(), PoolMode::Enhanced);
+        assert_eq!(pool.region(), "us-east-1");
+        assert_eq!(pool.max_attempts, 3);
     }
 }
