@@ -19,7 +19,7 @@ use credbroker::config::Config;
 use credbroker::key::Algorithm;
 use credbroker::local::signing_key::SigningKey;
 use credbroker::pool::{AwsCredentials, IdentityPool, Logins, PoolFuture};
-use credbroker::provider::Provider;
+use credbroker::provider::{Provider, TokenUse};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -102,11 +102,11 @@ fn bench_signin(c: &mut Criterion) {
         let token = key.sign_jwt(&claims(&issuer));
         // Warm the key cache (one JWKS fetch), as every sign-in after the first finds it.
         runtime
-            .block_on(provider.verify(&token, SystemTime::now()))
+            .block_on(provider.verify(&token, TokenUse::SignIn, SystemTime::now()))
             .expect("token verifies");
         c.bench_function(&format!("verify/{alg}"), |b| {
             b.to_async(&runtime)
-                .iter(|| provider.verify(&token, SystemTime::now()))
+                .iter(|| provider.verify(&token, TokenUse::SignIn, SystemTime::now()))
         });
 
         let (signing_input, signature) = split_signature(&token);

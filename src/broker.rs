@@ -1,20 +1,16 @@
 //! One sign-in, start to end: find the provider, verify the token, apply the claim rules, and
 //! exchange the token at the identity pool (`GetId`, then `GetCredentialsForIdentity`).
 
-use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::config::{Config, ConfigError, Limits};
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::identity::{self, IdentitySigner};
-use crate::jwks::JwksPolicy;
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
-use crate::provider::{Provider, VerifiedToken};
-use crate::token::{self, Claims, TokenError, UnverifiedToken};
-
-/// Connect timeout for every IdP fetch; the per-request timeout comes from the JWKS policy.
-const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::token::Claims;
+use crate::verifier::Verifier;
 
 /// A successful sign-in.
 #[derive(Debug, Clone)]
@@ -34,50 +30,30 @@ pub struct SignIn {
     pub identity_assertion: Option<String>,
 }
 
-/// The sign-in service: providers, their key caches, and the identity pool.
+/// The sign-in service: the [`Verifier`] (providers and their key caches) and the identity pool.
+/// It derefs to its verifier, so `broker.providers()` and `broker.limits()` read as before.
 pub struct Broker {
-    providers: BTreeMap<String, Arc<Provider>>,
+    verifier: Verifier,
     pool: Arc<dyn IdentityPool>,
     region: String,
     allowed_origins: Vec<String>,
-    limits: Limits,
-    http: reqwest::Client,
-    policy: JwksPolicy,
     identity_signer: Option<Arc<dyn IdentitySigner>>,
 }
 
 impl Broker {
     /// A broker for `config` that exchanges tokens at Cognito (or the configured endpoint).
     pub async fn from_config(config: &Config) -> Result<Broker, ConfigError> {
-        let pool = CognitoPool::new(&config.identity_pool).await;
+        let pool = CognitoPool::new(config.require_identity_pool()?).await;
         Broker::new(config, Arc::new(pool))
     }
 
     /// A broker for `config` that exchanges tokens at `pool`.
     pub fn new(config: &Config, pool: Arc<dyn IdentityPool>) -> Result<Broker, ConfigError> {
-        let http = idp_client().map_err(|e| ConfigError::Invalid {
-            key: "jwks".into(),
-            problem: format!("cannot build an HTTP client: {e}"),
-            fix: "check the system's TLS configuration".into(),
-        })?;
-        let policy = JwksPolicy::from(&config.jwks);
-        let providers = config
-            .providers
-            .iter()
-            .map(|(name, provider)| {
-                let built =
-                    Provider::from_config(name, provider, &config.limits, http.clone(), policy.clone());
-                (name.clone(), Arc::new(built))
-            })
-            .collect();
         Ok(Broker {
-            providers,
+            verifier: Verifier::from_config(config)?,
             pool,
-            region: config.identity_pool.region().to_string(),
+            region: config.require_identity_pool()?.region().to_string(),
             allowed_origins: config.allowed_origins.clone(),
-            limits: config.limits.clone(),
-            http,
-            policy,
             identity_signer: None,
         })
     }
@@ -90,17 +66,6 @@ impl Broker {
     /// The identity signer, when there is one (`GET /auth/identity-keys` publishes its keys).
     pub fn identity_signer(&self) -> Option<&dyn IdentitySigner> {
         self.identity_signer.as_deref()
-    }
-
-    /// Adds a provider built outside the configuration (the dev stack's dev provider).
-    pub(crate) fn add_provider(&mut self, provider: Provider) {
-        self.providers
-            .insert(provider.name().to_string(), Arc::new(provider));
-    }
-
-    /// The HTTP client and key policy providers share (for providers added later).
-    pub(crate) fn idp_parts(&self) -> (reqwest::Client, JwksPolicy) {
-        (self.http.clone(), self.policy.clone())
     }
 
     /// The identity pool's region.
@@ -120,23 +85,9 @@ impl Broker {
         }
     }
 
-    /// The size and clock limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// The providers, by name.
-    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
-        self.providers.values().map(Arc::as_ref)
-    }
-
     /// Verifies `id_token` for `provider_name` and exchanges it for credentials.
     pub async fn sign_in(&self, provider_name: &str, id_token: &str) -> Result<SignIn, ApiError> {
-        let provider = self
-            .providers
-            .get(provider_name)
-            .ok_or_else(|| ApiError::UnknownProvider(truncate(provider_name, 64)))?;
-        let verified = verify_with(provider, id_token).await?;
+        let (provider, verified) = self.verifier.verify_sign_in(provider_name, id_token).await?;
         let role_arn = provider.role_for(&verified.claims);
         let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
         let identity_id = self.pool.get_id(&logins).await?;
@@ -155,70 +106,18 @@ impl Broker {
             .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
         Ok(signed_in)
     }
+}
 
-    /// Verifies a bearer ID token that names no provider (the bearer authorizer): the providers
-    /// whose issuer policy accepts the token's `iss` are tried in name order, and the first that
-    /// verifies it and whose `require` rules hold wins. When none does, the first candidate's
-    /// error is returned; a token from an issuer no provider accepts is `wrong_issuer`.
-    pub async fn verify_bearer(&self, token: &str) -> Result<VerifiedToken, ApiError> {
-        let unverified = UnverifiedToken::parse(token, self.limits.max_token_bytes)?;
-        let issuer = unverified.issuer()?;
-        let mut first_error = None;
-        for provider in self.providers() {
-            if !provider.accepts_issuer(issuer, unverified.unverified_claims()) {
-                continue;
-            }
-            match verify_with(provider, token).await {
-                Ok(verified) => return Ok(verified),
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        Err(first_error.unwrap_or_else(|| {
-            ApiError::Token(TokenError::WrongIssuer {
-                expected: "the issuer of a configured provider".into(),
-                found: token::quote_untrusted(issuer),
-            })
-        }))
+impl Deref for Broker {
+    type Target = Verifier;
+
+    fn deref(&self) -> &Verifier {
+        &self.verifier
     }
 }
 
-/// Every check of `provider` on `id_token`, then its `require` rules: what both a sign-in and a
-/// bearer token must pass.
-async fn verify_with(provider: &Provider, id_token: &str) -> Result<VerifiedToken, ApiError> {
-    let verified = provider.verify(id_token, SystemTime::now()).await?;
-    if let Some(rule) = provider.unmet_rule(&verified.claims) {
-        return Err(ApiError::RuleDenied(rule.to_string()));
-    }
-    Ok(verified)
-}
-
-/// The client for discovery and JWKS fetches. Redirects are not followed: an IdP's key endpoint
-/// that redirects elsewhere is a misconfiguration to surface, not a hop to trust.
-fn idp_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(IDP_CONNECT_TIMEOUT)
-        .user_agent(concat!("credbroker/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// Caller-supplied text shortened for messages, so a huge path segment can't bloat a response.
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncate_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
-        assert_eq!(truncate("corp", 64), "corp");
-        assert_eq!(truncate("ééééé", 2), "éé…");
+impl DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Verifier {
+        &mut self.verifier
     }
 }

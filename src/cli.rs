@@ -53,7 +53,7 @@ struct DevArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
-    /// Extra providers from a config file (its [identity_pool] is replaced by the local pool).
+    /// Extra providers from a config file ([identity_pool] is not needed: the local pool replaces it).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Proxy signed requests under /api/ to this app instead of the demo routes.

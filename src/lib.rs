@@ -20,8 +20,10 @@
 //!   [`discovery`].
 //! - [`token`]: strict ID-token parsing, the signature check and the standard claim checks.
 //! - [`untrusted`]: attacker-supplied text made safe to quote in errors and logs.
-//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
+//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form, read
+//!   against the token's real claim names (`cognito:groups:admins`, `address.country:US`).
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
+//! - [`verifier`]: the configured providers; finds a token's provider by name or issuer.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
@@ -50,3 +52,4 @@ pub mod provider;
 pub mod rules;
 pub mod token;
 pub mod untrusted;
+pub mod verifier;

@@ -98,7 +98,8 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     let (rsa, issuer) = issuer_with_rsa_key().await;
     let pool = StubCognito::answering(200, succeeding_pool_body()).await;
     issuer.max_age.store(0, Ordering::SeqCst);
-    let settings = "[jwks]\ncooldown_seconds = 0\nmin_max_age_seconds = 0\n";
+    // The smallest cooldown (1 s): each round below waits it out so that every sign-in refreshes.
+    let settings = "[jwks]\ncooldown_seconds = 1\nmin_max_age_seconds = 0\n";
     let broker = broker_at(&issuer, &pool.endpoint, settings).await;
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     assert_signed_in(&sign_in(&broker, "corp", &token).await, "good keys");
@@ -118,6 +119,7 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     ];
     for (what, body) in garbage {
         issuer.serve_garbage(Some(&body));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let hits = issuer.hits();
         assert_signed_in(&sign_in(&broker, "corp", &token).await, what);
         assert_eq!(issuer.hits(), hits + 1, "{what}: the keys were not re-fetched");
@@ -259,8 +261,11 @@ async fn cognito_faults_end_in_their_status_within_the_documented_bound() {
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     // The brokers' pool settings: 2 attempts of 2 s.
     let config = broker_config(&issuer, "http://127.0.0.1:9", support::UNUSED_POOL_ID, "");
-    let attempts = config.identity_pool.max_attempts as usize;
-    let call_bound = call_time_bound(&config.identity_pool);
+    let pool = config
+        .require_identity_pool()
+        .expect("the test config has a pool");
+    let attempts = pool.max_attempts as usize;
+    let call_bound = call_time_bound(pool);
     let sign_in_bound = 2 * call_bound;
     let ok = Some((200, succeeding_pool_body()));
     let throttled = Some((400, cognito_error("TooManyRequestsException", "Rate exceeded")));

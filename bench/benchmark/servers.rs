@@ -240,9 +240,10 @@ mod tests {
     fn the_broker_config_points_at_the_backend() {
         let config = credbroker::config::Config::from_toml(&broker_config("http://127.0.0.1:9/"))
             .expect("the generated config is valid");
-        assert_eq!(config.identity_pool.id, DEV_POOL_ID);
+        let pool = config.identity_pool.expect("the generated config has a pool");
+        assert_eq!(pool.id, DEV_POOL_ID);
         assert_eq!(
-            config.identity_pool.endpoint.map(|url| url.to_string()),
+            pool.endpoint.map(|url| url.to_string()),
             Some("http://127.0.0.1:9/cognito-identity".to_string())
         );
     }

@@ -4,7 +4,7 @@
 //! or `CREDBROKER_CONFIG_FILE`, the same as the sign-in Lambda's.
 
 use credbroker::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};
-use credbroker::{broker::Broker, config::Config, logging};
+use credbroker::{config::Config, logging, verifier::Verifier};
 use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -13,12 +13,13 @@ async fn main() -> Result<(), Error> {
     // A bad or missing config fails the cold start with the message that names the key and the fix.
     let config = Config::from_env()?;
     let authorizer = Authorizer::new(config.require_authorizer()?);
-    let broker = Broker::from_config(&config).await?;
-    let (broker, authorizer) = (&broker, &authorizer);
+    // No [identity_pool] needed: the authorizer never calls Cognito Identity.
+    let verifier = Verifier::from_config(&config)?;
+    let (verifier, authorizer) = (&verifier, &authorizer);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<AuthorizerEvent>| async move {
             // A refusal becomes the invocation's error: API Gateway answers 401 for `Unauthorized`.
-            Ok::<AuthorizerResponse, Error>(authorizer.authorize(broker, &event.payload).await?)
+            Ok::<AuthorizerResponse, Error>(authorizer.authorize(verifier, &event.payload).await?)
         },
     ))
     .await

@@ -47,7 +47,7 @@ pub const DEV_POOL_ID: &str = "us-east-1:00000000-0000-4000-8000-00000000dec0";
 pub struct DevOptions {
     /// Where to listen (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]` is
+    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]`, if any, is
     /// replaced by the local pool.
     pub config: Option<Config>,
     /// The user's own app, proxied behind the gateway instead of the demo routes.
@@ -113,7 +113,7 @@ impl DevStack {
         })?;
         let base_url = base_url_for(bound);
         let mut config = options.config.clone().unwrap_or_else(empty_config);
-        config.identity_pool = local_pool_config(&base_url, &config.identity_pool);
+        config.identity_pool = Some(local_pool_config(&base_url, config.identity_pool.as_ref()));
         let mut broker = Broker::from_config(&config).await?;
         let (http, policy) = broker.idp_parts();
 
@@ -135,13 +135,8 @@ impl DevStack {
             keys: dev_keys,
         });
         let pool = pool::LocalPool::new(DEV_POOL_ID.to_string(), trusted, options.credential_lifetime);
-        broker.add_provider(Provider::dev(
-            issuer,
-            idp::DEV_CLIENT_ID,
-            broker.limits(),
-            http,
-            policy,
-        ));
+        let dev = Provider::dev(issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
+        broker.add_provider(dev);
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
         }
@@ -239,19 +234,24 @@ fn dev_origins(bound: SocketAddr) -> Vec<String> {
 }
 
 /// The broker's pool settings pointed at the local pool, through the real SDK.
-fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig) -> IdentityPoolConfig {
+fn local_pool_config(base_url: &Url, configured: Option<&IdentityPoolConfig>) -> IdentityPoolConfig {
+    let defaults = (
+        crate::config::default_pool_attempt_timeout(),
+        crate::config::default_pool_max_attempts(),
+    );
+    let (attempt_timeout_seconds, max_attempts) =
+        configured.map_or(defaults, |pool| (pool.attempt_timeout_seconds, pool.max_attempts));
     IdentityPoolConfig {
         id: DEV_POOL_ID.to_string(),
         region: Some("us-east-1".to_string()),
         endpoint: Some(base_url.join("cognito-identity").expect("static path")),
-        attempt_timeout_seconds: configured.attempt_timeout_seconds,
-        max_attempts: configured.max_attempts,
+        attempt_timeout_seconds,
+        max_attempts,
     }
 }
 
 fn empty_config() -> Config {
-    Config::from_toml(&format!("[identity_pool]\nid = \"{DEV_POOL_ID}\"\n"))
-        .expect("the dev pool id is valid")
+    Config::from_toml("").expect("an empty config is valid")
 }
 
 #[cfg(test)]
@@ -274,6 +274,9 @@ mod tests {
 
     #[test]
     fn the_dev_pool_config_is_valid() {
-        assert_eq!(empty_config().identity_pool.region(), "us-east-1");
+        let url = Url::parse("http://127.0.0.1:8787/").unwrap();
+        let pool = local_pool_config(&url, empty_config().identity_pool.as_ref());
+        assert_eq!(pool.region(), "us-east-1");
+        assert_eq!(pool.max_attempts, 3);
     }
 }

@@ -260,6 +260,16 @@ PARAMETER_SETS = {
         },
         ["cognito", "entra", "google", "salesforce"],
     ),
+    "cognito group rule (claim name with a colon)": (
+        {
+            "CognitoUserPoolId": "eu-west-1_AbCdEf123",
+            "CognitoUserPoolClientId": "5abc123",
+            "RequireClaim": "cognito:groups",
+            "RequireValue": "admins",
+            "RequireMatchType": "Contains",
+        },
+        ["cognito"],
+    ),
     "entra one tenant, existing pool": (
         {
             "EntraClientId": "11111111-2222-4333-8444-555555555555",
