@@ -400,7 +400,8 @@ export class CredbrokerClient extends EventTarget {
   // ---- credentials -------------------------------------------------------------------------
 
   /**
-   * Current credentials `{ accessKeyId, secretAccessKey, sessionToken, expiration: Date }`,
+   * Current credentials `{ accessKeyId, secretAccessKey, sessionToken, expiration: Date,
+   * assertion }` (`assertion`: the broker's identity assertion, when it sends one),
    * renewed first when renewal is due. Concurrent callers share one renewal. Rejects with a
    * CredbrokerError (code `not_signed_in`, `login_required`...) when there are none.
    */
@@ -414,8 +415,8 @@ export class CredbrokerClient extends EventTarget {
       }
     }
     if (!this.#usable()) throw new CredbrokerError('expired', 'the credentials have expired; sign in again');
-    const { accessKeyId, secretAccessKey, sessionToken, expiration } = this.#session.credentials;
-    return { accessKeyId, secretAccessKey, sessionToken, expiration: new Date(expiration) };
+    const { expiration, ...keys } = this.#session.credentials;
+    return { ...keys, expiration: new Date(expiration) };
   }
 
   #usable() {
@@ -686,7 +687,8 @@ export class CredbrokerClient extends EventTarget {
       provider: body.provider ?? provider.name,
       subject: body.subject,
       claims: body.claims ?? {},
-      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration },
+      // The identity assertion (docs/identity.md) lives and renews with the credentials.
+      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration, assertion: body.identityAssertion },
       issuedAt: Date.parse(body.serverTime) || this.#clock.now(),
       refreshToken,
       idToken,

@@ -287,6 +287,20 @@ test('without a way to renew silently: signin-required, then expired', async () 
   await assert.rejects(restored.client.credentials(), { code: 'not_signed_in' });
 });
 
+test('signed requests carry the identity assertion of the current credentials, renewed with them', async () => {
+  const env = setup({ lifetimeMs: 3600_000 });
+  await signInWithCode(env);
+  await env.client.fetch(`${ORIGIN}/api/whoami`);
+  const sent = () => new Headers(env.servers.callsTo('/api/whoami').at(-1).init.headers);
+  assert.equal(sent().get('x-credbroker-assertion'), 'assertion-1');
+  // Not part of the signature: the gateway forwards it, the app verifies it (docs/identity.md).
+  assert.doesNotMatch(sent().get('authorization'), /x-credbroker-assertion/);
+  await env.clock.advance(3240_000);
+  assert.equal((await env.client.credentials()).assertion, 'assertion-2');
+  await env.client.fetch(`${ORIGIN}/api/whoami`);
+  assert.equal(sent().get('x-credbroker-assertion'), 'assertion-2');
+});
+
 test('the signing clock follows the broker serverTime', async () => {
   const env = setup({ skewMs: -15 * 60_000 }); // the page's clock is 15 minutes fast
   await signInWithCode(env);
