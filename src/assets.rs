@@ -8,7 +8,7 @@
 //!
 //! Every file gets [`security_headers`]: a Content-Security-Policy that allows only this
 //! origin's scripts and styles (the pages have no inline script or style), no framing by other
-//! origins, no referrer, no MIME sniffing. Files are revalidated on every use (`no-cache` with an
+//! origins, no referrer to other origins, no MIME sniffing. Files are revalidated on every use (`no-cache` with an
 //! `ETag`), since their names carry no version.
 
 use std::borrow::Cow;
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use include_dir::{Dir, include_dir};
@@ -28,9 +28,9 @@ static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web");
 
 /// The page a directory path (`/`, `/web/`) serves.
 const INDEX: &str = "index.html";
-/// The service worker script: it may control pages above its own folder (transparent mode signs
-/// the app's pages, which sit outside `/web/`).
-const SERVICE_WORKER: &str = "credbroker-sw.js";
+/// The service worker scripts (source and minified build): they may control pages above their
+/// own folder (transparent mode signs the app's pages, which sit outside `/web/`).
+const SERVICE_WORKERS: [&str; 2] = ["credbroker-sw.js", "credbroker-sw.min.js"];
 /// Longest file path accepted (the client's names are short; this bounds the work per request).
 const MAX_PATH_BYTES: usize = 128;
 
@@ -106,7 +106,9 @@ pub fn security_headers(headers: &mut HeaderMap) {
     let fixed: [(HeaderName, &'static str); 5] = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: the service worker signs a navigation only when its
+        // referrer is this origin (its CSRF rule); other origins never see a referrer.
+        (header::REFERRER_POLICY, "same-origin"),
         // For browsers without CSP `frame-ancestors`.
         (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
         (
@@ -121,16 +123,34 @@ pub fn security_headers(headers: &mut HeaderMap) {
 
 /// The client's files as routes: `{prefix}/` is `index.html`, `{prefix}/{file}` a file, and a
 /// bare non-empty prefix (`/web`) redirects to its index, relative to where it was requested
-/// (behind API Gateway the path carries the stage, which the function does not see).
+/// (behind API Gateway the path carries the stage, which the function does not see). At the
+/// root (empty prefix) files are the fallback, so every other route of the app, nested ones
+/// included, comes first.
 pub fn router(files: WebFiles, prefix: &'static str) -> Router {
-    let mut router = Router::new()
-        .route(&format!("{prefix}/"), get(index))
-        .route(&format!("{prefix}/{{*path}}"), get(file));
-    if let Some(bare) = prefix.rsplit('/').next().filter(|name| !name.is_empty()) {
-        let location = format!("{bare}/{INDEX}");
-        router = router.route(prefix, get(move || async move { redirect(&location) }));
-    }
+    let router = Router::new().route(&format!("{prefix}/"), get(index));
+    let router = match prefix.rsplit('/').next().filter(|name| !name.is_empty()) {
+        Some(bare) => {
+            let location = format!("{bare}/{INDEX}");
+            router
+                .route(&format!("{prefix}/{{*path}}"), get(file))
+                .route(prefix, get(move || async move { redirect(&location) }))
+        }
+        None => router.fallback(root_file),
+    };
     router.with_state(files)
+}
+
+async fn root_file(
+    State(files): State<WebFiles>,
+    method: Method,
+    uri: Uri,
+    request_headers: HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    let path = uri.path().strip_prefix('/').unwrap_or_default();
+    serve(&files, path, &request_headers).await
 }
 
 async fn index(State(files): State<WebFiles>, request_headers: HeaderMap) -> Response {
@@ -166,7 +186,7 @@ async fn serve(files: &WebFiles, path: &str, request_headers: &HeaderMap) -> Res
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
-    if path == SERVICE_WORKER {
+    if SERVICE_WORKERS.contains(&path) {
         headers.insert(
             HeaderName::from_static("service-worker-allowed"),
             HeaderValue::from_static("/"),
@@ -235,7 +255,7 @@ mod tests {
             let headers = response.headers().clone();
             assert_eq!(headers[header::CONTENT_TYPE], kind, "{name}");
             assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-            assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+            assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
             assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
             let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
             assert!(
@@ -263,13 +283,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_service_worker_may_control_pages_above_it() {
-        let worker = get_path(
-            router(WebFiles::Embedded, ""),
-            &format!("/{SERVICE_WORKER}"),
-            None,
-        )
-        .await;
-        assert_eq!(worker.headers()["service-worker-allowed"], "/");
+        for script in SERVICE_WORKERS {
+            let worker = get_path(router(WebFiles::Embedded, ""), &format!("/{script}"), None).await;
+            assert_eq!(worker.headers()["service-worker-allowed"], "/", "{script}");
+        }
         let page = get_path(router(WebFiles::Embedded, ""), "/credbroker.js", None).await;
         assert!(!page.headers().contains_key("service-worker-allowed"));
     }
