@@ -4,6 +4,7 @@
 //!   → credentials. `identity_id` is optional: the one an earlier sign-in answered, sent back on
 //!   renewal so the broker can skip `GetId` (see [`crate::broker`]).
 //! - `GET /auth/config`: what a browser client needs to start a sign-in.
+//! - `GET /web/*`: the browser client ([`crate::assets`]), in [`router`] only.
 //!
 //! CORS is an allowlist: a request carrying an `Origin` that is not listed is refused outright
 //! (403 `origin_not_allowed`), preflights of listed origins are answered here, and every
@@ -28,6 +29,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
+use crate::assets::{self, WebFiles};
 use crate::broker::{Broker, SignIn};
 use crate::error::ApiError;
 use crate::provider::ClientEndpoints;
@@ -49,6 +51,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
     let cors = Cors::refusing(broker.allowed_origins(), "/");
     with_cors(
         routes(broker)
+            // The browser client on the API's own origin (transparent mode needs that).
+            .merge(assets::router(WebFiles::Embedded, "/web"))
             .fallback(|| async { ApiError::NotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
         cors,

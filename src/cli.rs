@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::assets::WebFiles;
 use crate::broker::Broker;
 use crate::config::{Config, PoolMode};
 use crate::local::pool::{PoolLoad, Quotas};
@@ -60,9 +61,10 @@ struct DevArgs {
     /// Proxy signed requests under /api/ to this app instead of the demo routes.
     #[arg(long)]
     upstream: Option<Url>,
-    /// Directory of the browser client.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web"))]
-    web: PathBuf,
+    /// Serve the browser client from this directory instead of the copy built into the binary
+    /// (client development: edit and reload).
+    #[arg(long)]
+    web: Option<PathBuf>,
     /// Lifetime of credentials issued by the local pool, in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=43200))]
     credential_lifetime: u64,
@@ -239,7 +241,7 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
         listen: args.listen,
         config,
         upstream: args.upstream,
-        web_dir: args.web,
+        web: args.web.map_or(WebFiles::Embedded, WebFiles::Dir),
         credential_lifetime: Duration::from_secs(args.credential_lifetime),
         pool_mode: args.pool_mode.into(),
         pool_load: PoolLoad {
@@ -260,10 +262,33 @@ fn print_dev_banner(base: &Url) {
     println!("  dev provider    {base}dev-idp/.well-known/openid-configuration");
     println!("  identity pool   {base}cognito-identity/ (Cognito Identity protocol)");
     println!("  SigV4 gateway   {base}api/whoami");
+    let me = command_name();
     println!(
-        "Try: credbroker curl {base}api/whoami --credentials <(credbroker signin --id-token \"$(credbroker token)\")"
+        "Try: {me} curl {base}api/whoami --credentials <({me} signin --broker {base} \
+         --id-token \"$({me} token --idp {base}dev-idp)\")"
     );
     println!("Ctrl-C stops it.");
+}
+
+/// How to call this program again from a shell: `credbroker` when that is what the PATH finds,
+/// else its full path (`cargo run` leaves it in `target/`, off the PATH), so the printed hint
+/// works as written.
+fn command_name() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "credbroker".to_string();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("credbroker")).is_ok_and(|found| found == me))
+    });
+    let shown = me.to_string_lossy().into_owned();
+    if on_path {
+        "credbroker".to_string()
+    } else if shown.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+        format!("'{}'", shown.replace('\'', "'\\''"))
+    } else {
+        shown
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

@@ -29,6 +29,8 @@
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
+//! - [`assets`]: the browser client (`web/`) embedded in the binary, served under `/web/` by the
+//!   API and at `/` by the dev stack, with its security headers.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
 //! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider and its signing keys,
@@ -36,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod assets;
 pub mod authorizer;
 pub mod broker;
 pub mod cli;

@@ -1,5 +1,6 @@
 //! The `credbroker` binary as a user runs it: `serve` with a good and a bad config, `dev` with
-//! extra providers from `--config`, and a clean exit on Ctrl-C (SIGINT).
+//! extra providers from `--config`, a clean exit on Ctrl-C (SIGINT), and a copy of the binary
+//! run from another folder serving the browser client built into it.
 
 #[allow(dead_code)]
 mod support;
@@ -20,7 +21,17 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_credbroker"))
+        Running::start_in(
+            std::path::Path::new(env!("CARGO_BIN_EXE_credbroker")),
+            &std::env::current_dir().unwrap(),
+            args,
+        )
+    }
+
+    /// Runs `program` with `cwd` as its working directory.
+    fn start_in(program: &std::path::Path, cwd: &std::path::Path, args: &[&str]) -> Running {
+        let mut child = Command::new(program)
+            .current_dir(cwd)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -213,4 +224,72 @@ async fn dev_trusts_providers_from_config_end_to_end() {
     let status = dev.interrupt();
     assert!(status.success(), "{status}");
     std::fs::remove_file(config).ok();
+}
+
+/// The client's files as the repository holds them (what the binary must serve byte for byte).
+fn web_files() -> Vec<(String, Vec<u8>)> {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&web)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "README.md")
+        .map(|name| (name.clone(), std::fs::read(web.join(&name)).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn fetched(url: &str) -> Vec<u8> {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{url}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// One file runs anywhere: a copy of the binary alone in an empty folder, run from there (no
+/// source tree beside it or in its working directory), serves the client built into it at `/`
+/// (`dev`) and under `/web/` (`serve`, as the Lambda function does), byte for byte `web/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_binary_serves_the_embedded_client_from_any_folder() {
+    let folder = std::env::temp_dir().join(format!("credbroker-anywhere-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let binary = folder.join("credbroker");
+    std::fs::copy(env!("CARGO_BIN_EXE_credbroker"), &binary).unwrap();
+    std::fs::write(
+        folder.join("config.json"),
+        r#"{"identity_pool":{"id":"eu-west-1:00000000-0000-0000-0000-000000000000"}}"#,
+    )
+    .unwrap();
+    let files = web_files();
+    assert!(files.iter().any(|(name, _)| name == "index.html"));
+
+    let dev = Running::start_in(&binary, &folder, &["dev", "--listen", "127.0.0.1:0"]);
+    let base = dev.announced_url();
+    assert_eq!(
+        fetched(&format!("{base}/")).await,
+        files.iter().find(|f| f.0 == "index.html").unwrap().1
+    );
+    for (name, bytes) in &files {
+        assert!(fetched(&format!("{base}/{name}")).await == *bytes, "dev /{name}");
+    }
+    assert!(dev.interrupt().success());
+
+    let serve = Running::start_in(
+        &binary,
+        &folder,
+        &["serve", "--config", "config.json", "--listen", "127.0.0.1:0"],
+    );
+    let base = serve.announced_url();
+    assert_eq!(
+        fetched(&format!("{base}/web/")).await,
+        files.iter().find(|f| f.0 == "index.html").unwrap().1
+    );
+    for (name, bytes) in &files {
+        assert!(
+            fetched(&format!("{base}/web/{name}")).await == *bytes,
+            "serve /web/{name}"
+        );
+    }
+    assert!(serve.interrupt().success());
+    std::fs::remove_dir_all(folder).ok();
 }

@@ -12,7 +12,7 @@
 //! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token, logout) |
 //! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
 //! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
-//! | `/`                   | the browser client from `web/`                           |
+//! | `/`                   | the browser client (embedded `web/`, or `--web DIR`)     |
 
 pub mod gateway;
 mod html;
@@ -21,18 +21,15 @@ pub mod pool;
 pub mod signing_key;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
-use tower_http::services::ServeDir;
-use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
 use crate::api::{self, Cors};
+use crate::assets::{self, WebFiles};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError, IdentityPoolConfig, PoolMode};
 use crate::error::ApiError;
@@ -53,8 +50,8 @@ pub struct DevOptions {
     pub config: Option<Config>,
     /// The user's own app, proxied behind the gateway instead of the demo routes.
     pub upstream: Option<Url>,
-    /// The browser client's files.
-    pub web_dir: PathBuf,
+    /// The browser client's files: the embedded copy, or a directory (`--web DIR`).
+    pub web: WebFiles,
     /// Lifetime of credentials the local pool issues.
     pub credential_lifetime: Duration,
     /// How the broker exchanges tokens at the local pool: enhanced, or developer identities.
@@ -69,7 +66,7 @@ impl Default for DevOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             config: None,
             upstream: None,
-            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
+            web: WebFiles::Embedded,
             credential_lifetime: Duration::from_secs(3600),
             pool_mode: PoolMode::Enhanced,
             pool_load: pool::PoolLoad::default(),
@@ -220,24 +217,13 @@ fn assemble(
         upstream: options.upstream.clone(),
     };
     let gateway = gateway::router(pool.clone(), settings);
-    // The service worker sits at the root but must be allowed to control `/` explicitly when a
-    // deployment moves it; the header costs nothing here and matches the deployed setup.
-    let web = ServeDir::new(&options.web_dir).fallback(tower::service_fn(|_| async {
-        Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(ApiError::NotFound))
-    }));
-    let web = Router::new()
-        .fallback_service(web)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("service-worker-allowed"),
-            HeaderValue::from_static("/"),
-        ));
     let app = Router::new()
         .nest("/dev-idp", idp.router())
         // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
         .nest_service("/cognito-identity", pool.router())
         .nest("/api", gateway)
         .merge(api::routes(broker))
-        .merge(web)
+        .merge(assets::router(options.web.clone(), ""))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api::with_cors(app, cors)
 }
