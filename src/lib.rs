@@ -26,7 +26,8 @@
 //! - [`verifier`]: the configured providers; finds a token's provider by name or issuer.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
-//! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
+//! - [`identity`]: the identity assertion the broker signs for the apps behind the API;
+//!   `identity::extract`, the axum extractor Rust apps verify it with.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
