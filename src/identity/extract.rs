@@ -438,11 +438,12 @@ mod tests {
         wrong_issuer["iss"] = json!("http://evil.test/auth");
         let mut wrong_audience = claims(&issuer, ALICE);
         wrong_audience["aud"] = json!("someone-else");
-        let hmac = format!(
-            "{}.{}.c2ln",
-            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRldi1pZGVudGl0eS0xIn0",
-            "eyJzdWIiOiJ1cy1lYXN0LTE6MTExMTExMTEtMjIyMi0zMzMzLTQ0NDQtNTU1NTU1NTU1NTU1In0"
-        );
+        // {"alg":"HS256","kid":"dev-identity-1"} . {"sub":"<alice>"} . "sig"
+        let hmac = concat!(
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRldi1pZGVudGl0eS0xIn0.",
+            "eyJzdWIiOiJ1cy1lYXN0LTE6MTExMTExMTEtMjIyMi0zMzMzLTQ0NDQtNTU1NTU1NTU1NTU1In0.c2ln"
+        )
+        .to_string();
         for forged in [
             impostor.sign(&claims(&issuer, ALICE)),
             signer.sign(&expired),
