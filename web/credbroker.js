@@ -67,6 +67,10 @@ const RENEW_LOCK = 'credbroker.renew';
 const PEER_WAIT_MS = 300;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_JSON_BYTES = 256 * 1024;
+/** A throttled sign-in (429, e.g. `pool_throttled`) is asked again this many times before it fails. */
+const THROTTLED_RETRIES = 4;
+/** Longest Retry-After honoured, in seconds: a bogus header cannot park the sign-in for hours. */
+const MAX_RETRY_AFTER_S = 30;
 /** API Gateway refuses a presigned URL five minutes after signing, whatever X-Amz-Expires says. */
 export const API_GATEWAY_PRESIGN_SECONDS = 300;
 const SIGNIN_REQUIRED_ERRORS = new Set([
@@ -666,8 +670,7 @@ export class CredbrokerClient extends EventTarget {
   async #finishSignIn(provider, idToken, refreshToken) {
     const config = await this.config();
     const path = (config.signinPath ?? '/auth/signin/{provider}').replace('{provider}', encodeURIComponent(provider.name));
-    const sentAt = this.#clock.localNow();
-    const response = await this.#env.fetch(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
+    const [response, sentAt] = await this.#postSignIn(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       // A renewal sends back the identity id this provider's session got, so the broker can skip
@@ -695,6 +698,21 @@ export class CredbrokerClient extends EventTarget {
       skewMs: this.#clock.skewMs,
     });
     return this.session;
+  }
+
+  // Cognito's quotas are per account and Region (docs/exchange.md): on a busy morning the broker
+  // answers 429 `pool_throttled` with Retry-After once its own retries are spent. Waiting that long
+  // plus a random part of as much again (so throttled users do not all come back at once) and
+  // asking again, a bounded number of times, means no user sees the error while Cognito catches
+  // up. Answers the last response and when its request was sent (the clock measures from it).
+  async #postSignIn(url, init) {
+    for (let retries = THROTTLED_RETRIES; ; retries--) {
+      const sentAt = this.#clock.localNow();
+      const response = await this.#env.fetch(url, init);
+      if (response.status !== 429 || !retries) return [response, sentAt];
+      const seconds = Math.min(Math.max(Number(response.headers.get('retry-after')), 1) || 1, MAX_RETRY_AFTER_S);
+      await new Promise((resolve) => this.#env.setTimeout(resolve, seconds * 1000 * (1 + Math.random())));
+    }
   }
 
   /**

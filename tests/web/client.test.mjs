@@ -265,6 +265,60 @@ test('concurrent callers share one renewal', async () => {
   assert.equal(env.servers.callsTo('/dev-idp/token').length, 2);
 });
 
+/** Advances the fake clock through each throttled wait, checking that it honours Retry-After with jitter. */
+async function waitOutThrottling(env, waits, retryAfterMs) {
+  for (let i = 0; i < waits; i++) {
+    await settle();
+    const wait = env.clock.pendingDelays().find((ms) => ms >= retryAfterMs && ms <= 2 * retryAfterMs);
+    assert.ok(wait !== undefined, `a wait of Retry-After plus jitter, got ${env.clock.pendingDelays()}`);
+    await env.clock.advance(wait);
+  }
+}
+
+test('a sign-in throttled with 429 pool_throttled waits Retry-After (plus jitter) and asks again', async () => {
+  const env = setup();
+  env.servers.throttle = 3;
+  env.servers.retryAfter = '3';
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  await waitOutThrottling(env, 3, 3_000);
+  assert.equal((await signedIn).subject, 'alice');
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 4);
+  assert.ok(!env.events.some((e) => e.type === 'error'), 'no error while retries remain');
+});
+
+test('a throttled renewal is retried without an error event; the credentials keep working', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  env.servers.throttle = 2;
+  const renewal = env.client.renew();
+  await waitOutThrottling(env, 2, 2_000);
+  await renewal;
+  assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
+  assert.ok(!env.events.some((e) => e.type === 'error'));
+});
+
+test('throttling is retried a bounded number of times, then surfaces as pool_throttled', async () => {
+  const env = setup();
+  env.servers.throttle = 100;
+  env.servers.retryAfter = 'Wed, 21 Oct 2015 07:28:00 GMT'; // not seconds: one second is assumed
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  const outcome = signedIn.then(() => null, (error) => error);
+  await waitOutThrottling(env, 4, 1_000);
+  const error = await outcome;
+  assert.equal(error?.code, 'pool_throttled');
+  assert.equal(error.status, 429);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 5);
+});
+
+test('a huge Retry-After is capped at 30 s', async () => {
+  const env = setup();
+  env.servers.throttle = 1;
+  env.servers.retryAfter = '86400';
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  await waitOutThrottling(env, 1, 30_000);
+  assert.equal((await signedIn).subject, 'alice');
+});
+
 test('without a way to renew silently: signin-required, then expired', async () => {
   const env = setup();
   await signInWithCode(env);
