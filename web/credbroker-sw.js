@@ -216,7 +216,7 @@ async function handle(request) {
     },
   });
   if (response.type === 'opaqueredirect' && request.redirect !== 'manual') {
-    return problem(502, 'redirect_not_followed', 'A signed request was redirected; the service worker does not follow it with the signature.');
+    return problem(502, 'redirect_not_followed', 'A signed request was redirected; its signature does not follow.');
   }
   return response;
 }
