@@ -191,9 +191,12 @@ impl std::fmt::Debug for DeveloperProvider {
 }
 
 /// Cognito's default request-rate quotas per account and Region, in requests per second, from
-/// "Quotas in Amazon Cognito" (docs.aws.amazon.com/cognito/latest/developerguide/quotas.html,
-/// identity pools table): `GetId` 25, `GetCredentialsForIdentity` 200,
-/// `GetOpenIdTokenForDeveloperIdentity` 25. All three can be raised on request.
+/// "Quotas in Amazon Cognito", table "Amazon Cognito identity pools (federated identities) API
+/// operation request rate quotas" (docs.aws.amazon.com/cognito/latest/developerguide/quotas.html;
+/// read in its published source, awsdocs/amazon-cognito-developer-guide `doc_source/limits.md`
+/// at commit becc0bb9): `GetId` 25, `GetCredentialsForIdentity` 200,
+/// `GetOpenIdTokenForDeveloperIdentity` 200 (and `GetOpenIdToken` 200, which the broker does not
+/// call). All are adjustable on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     /// `GetId` per second.
@@ -209,7 +212,7 @@ impl Default for Quotas {
         Quotas {
             get_id: 25,
             get_credentials: 200,
-            developer_token: 25,
+            developer_token: 200,
         }
     }
 }
