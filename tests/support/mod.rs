@@ -670,6 +670,21 @@ pub async fn start_broker(config: &Config) -> String {
     format!("http://{address}")
 }
 
+/// The entry for provider `name` in the broker's `GET /auth/config`.
+pub async fn client_config_of(broker: &str, name: &str) -> Value {
+    let config: Value = reqwest::get(format!("{broker}/auth/config"))
+        .await
+        .expect("the broker answers")
+        .json()
+        .await
+        .expect("the client config is JSON");
+    config["providers"]
+        .as_array()
+        .and_then(|providers| providers.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("{name} is listed in {config}"))
+        .clone()
+}
+
 /// The pool id of brokers that never reach a real pool.
 pub const UNUSED_POOL_ID: &str = "us-east-1:00000000-0000-0000-0000-000000000000";
 
