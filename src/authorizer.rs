@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 use crate::broker::Broker;
 use crate::config::{AccessRule, AuthorizerConfig};
 use crate::provider::VerifiedToken;
+use crate::telemetry::{self, Decision};
 
 /// HTTP methods a route pattern may name; `*` (or `ANY`) stands for all of them.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -251,6 +253,18 @@ impl Authorizer {
         }
     }
 
+    /// [`Authorizer::authorize`], recording the decision and how long it took.
+    pub async fn answer(
+        &self,
+        broker: &Broker,
+        event: &AuthorizerEvent,
+    ) -> Result<AuthorizerResponse, Refusal> {
+        let started = Instant::now();
+        let answer = self.authorize(broker, event).await;
+        telemetry::record_decision(decision_of(&answer), started.elapsed());
+        answer
+    }
+
     /// Answers one event: verifies its bearer token with `broker` and builds the policy.
     pub async fn authorize(
         &self,
@@ -328,6 +342,24 @@ impl Authorizer {
             context.entry(name.clone()).or_insert(value);
         }
         context
+    }
+}
+
+/// What an answer means to API Gateway.
+pub fn decision_of(answer: &Result<AuthorizerResponse, Refusal>) -> Decision {
+    match answer {
+        Ok(response)
+            if response
+                .policy_document
+                .statement
+                .iter()
+                .all(|statement| statement.effect == "Allow") =>
+        {
+            Decision::Allow
+        }
+        Ok(_) => Decision::Deny,
+        Err(Refusal::Unauthorized) => Decision::Unauthorized,
+        Err(Refusal::Failed(_)) => Decision::Error,
     }
 }
 

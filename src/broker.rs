@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::ApiError;
 use crate::jwks::JwksPolicy;
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
 use crate::provider::{Provider, VerifiedToken};
+use crate::telemetry;
 use crate::token::{self, Claims, TokenError, UnverifiedToken};
 
 /// Connect timeout for every IdP fetch; the per-request timeout comes from the JWKS policy.
@@ -114,6 +115,21 @@ impl Broker {
         self.providers.values().map(Arc::as_ref)
     }
 
+    /// Whether a provider of this name is configured.
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.providers.contains_key(name)
+    }
+
+    /// The identity pool tokens are exchanged at.
+    pub fn identity_pool(&self) -> &dyn IdentityPool {
+        self.pool.as_ref()
+    }
+
+    /// The HTTP client of IdP fetches (no redirects, bounded connect), for readiness probes.
+    pub fn idp_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Verifies `id_token` for `provider_name` and exchanges it for credentials.
     pub async fn sign_in(&self, provider_name: &str, id_token: &str) -> Result<SignIn, ApiError> {
         let provider = self
@@ -123,9 +139,15 @@ impl Broker {
         let verified = verify_with(provider, id_token).await?;
         let role_arn = provider.role_for(&verified.claims);
         let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
-        let identity_id = self.pool.get_id(&logins).await?;
-        let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await?;
-        tracing::info!(provider = provider_name, %identity_id, "signed in");
+        let started = Instant::now();
+        let identity_id = self.pool.get_id(&logins).await;
+        telemetry::record_pool_call("GetId", started, &identity_id);
+        let identity_id = identity_id?;
+        let started = Instant::now();
+        let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await;
+        telemetry::record_pool_call("GetCredentialsForIdentity", started, &credentials);
+        let credentials = credentials?;
+        tracing::debug!(provider = provider_name, %identity_id, "signed in");
         Ok(SignIn {
             identity_id,
             provider: provider_name.to_string(),

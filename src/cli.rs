@@ -17,7 +17,9 @@ use url::Url;
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::health::{self, Readiness};
 use crate::local::{DevOptions, DevStack};
+use crate::telemetry;
 
 /// Requests the CLI makes never wait longer than this.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +77,9 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Seconds a /readyz report is reused before the providers and the pool are probed again.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    readiness_interval: u64,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +185,7 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
         web_dir: args.web,
         credential_lifetime: Duration::from_secs(args.credential_lifetime),
     };
+    telemetry::prometheus::handle();
     let stack = DevStack::bind(options).await.map_err(fail)?;
     print_dev_banner(&stack.base_url);
     stack.serve(ctrl_c()).await.map_err(fail)?;
@@ -201,14 +207,17 @@ fn print_dev_banner(base: &Url) {
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = Config::from_file(&args.config.to_string_lossy()).map_err(fail)?;
-    let broker = Broker::from_config(&config).await.map_err(fail)?;
+    telemetry::prometheus::handle();
+    let broker = Arc::new(Broker::from_config(&config).await.map_err(fail)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.listen)))?;
     // The bound address, not the requested one: `--listen 127.0.0.1:0` picks a free port.
     let bound = listener.local_addr().map_err(fail)?;
     println!("credbroker API on http://{bound}/auth/config");
-    axum::serve(listener, crate::api::router(Arc::new(broker)))
+    let readiness = Readiness::new(broker.clone(), Duration::from_secs(args.readiness_interval));
+    let app = crate::api::router(broker).merge(health::routes(Arc::new(readiness)));
+    axum::serve(listener, app)
         .with_graceful_shutdown(ctrl_c())
         .await
         .map_err(fail)

@@ -20,6 +20,9 @@
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
+//! - [`telemetry`]: every metric's name and labels, recorded through the `metrics` facade;
+//!   CloudWatch embedded metric format for the Lambdas, Prometheus text for `serve`.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` of `credbroker serve` and `dev`.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
 //! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider, local identity pool,
@@ -33,10 +36,12 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod jwks;
 pub mod local;
 pub mod logging;
 pub mod pool;
 pub mod provider;
 pub mod rules;
+pub mod telemetry;
 pub mod token;

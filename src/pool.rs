@@ -54,6 +54,8 @@ use aws_sdk_cognitoidentity::operation::get_id::GetIdOutput;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::DispatchFailure;
 
+use url::Url;
+
 use crate::config::IdentityPoolConfig;
 
 /// Longest wait for a TCP (and TLS) connection to the identity pool, within one attempt.
@@ -112,6 +114,12 @@ pub trait IdentityPool: Send + Sync {
         logins: &'a Logins,
         role_arn: Option<&'a str>,
     ) -> PoolFuture<'a, AwsCredentials>;
+
+    /// Where a readiness probe checks that the pool answers at all (an unsigned GET that is no
+    /// API operation, so it costs no quota); `None` for pools that are not reached over HTTP.
+    fn reachability_url(&self) -> Option<Url> {
+        None
+    }
 }
 
 /// Why the pool gave no credentials. Messages never contain tokens or secrets.
@@ -162,6 +170,8 @@ fn endpoint_from_env() -> Option<String> {
 pub struct CognitoPool {
     client: Client,
     pool_id: String,
+    /// The endpoint the client calls: configured, from the environment, or regional.
+    endpoint: Option<Url>,
 }
 
 impl CognitoPool {
@@ -181,14 +191,30 @@ impl CognitoPool {
             .as_ref()
             .map(|endpoint| endpoint.as_str().trim_end_matches('/').to_string())
             .or_else(endpoint_from_env);
-        if let Some(endpoint) = endpoint {
+        if let Some(endpoint) = &endpoint {
             service = service.endpoint_url(endpoint);
         }
+        let endpoint = endpoint
+            .unwrap_or_else(|| regional_endpoint(config.region()))
+            .parse()
+            .ok();
         CognitoPool {
             client: Client::from_conf(service.build()),
             pool_id: config.id.clone(),
+            endpoint,
         }
     }
+}
+
+/// Cognito Identity's regional endpoint, as the SDK resolves it without an override (the China
+/// regions live under `amazonaws.com.cn`).
+fn regional_endpoint(region: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://cognito-identity.{region}.{domain}/")
 }
 
 /// Attempts per call; a hand-built config with 0 still makes the one attempt a call needs.
@@ -244,6 +270,10 @@ impl IdentityPool for CognitoPool {
                 .map_err(|error| pool_error("GetCredentialsForIdentity", error))?;
             aws_credentials(output)
         })
+    }
+
+    fn reachability_url(&self) -> Option<Url> {
+        self.endpoint.clone()
     }
 }
 

@@ -132,6 +132,7 @@ impl Provider {
         http: reqwest::Client,
         policy: JwksPolicy,
     ) -> Provider {
+        let policy = policy.for_provider(name);
         let (issuers, keys, metadata_issuer) = kind_parts(config, &http, &policy);
         Provider {
             name: name.to_string(),
@@ -161,6 +162,7 @@ impl Provider {
         http: reqwest::Client,
         policy: JwksPolicy,
     ) -> Provider {
+        let policy = policy.for_provider("dev");
         Provider {
             name: "dev".to_string(),
             kind: Kind::Dev,
@@ -318,7 +320,40 @@ impl Provider {
     /// right now (discovery down) are left out with a warning; an Entra provider with
     /// `any_tenant` has no issuer list to give.
     pub(crate) async fn issuer_keys(&self) -> Vec<(Url, Arc<JwksCache>)> {
-        let issuers: Vec<String> = match &self.issuers {
+        let mut found = Vec::new();
+        for issuer in self.listed_issuers() {
+            match (Url::parse(&issuer), self.cache_for(&issuer).await) {
+                (Ok(url), Ok(cache)) => found.push((url, cache)),
+                (_, Err(error)) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
+                (Err(error), _) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
+            }
+        }
+        found
+    }
+
+    /// Whether this provider's signing keys can be loaded right now (readiness): every key set
+    /// its tokens would be verified with is fetched afresh (discovery first, where the kind
+    /// needs it) and must hold a usable key. The reason names the first that fails.
+    pub async fn probe_keys(&self) -> Result<(), String> {
+        let caches = match &self.keys {
+            KeySource::Fixed(cache) => vec![cache.clone()],
+            KeySource::PerIssuer { .. } | KeySource::Discovered(_) => {
+                let mut caches = Vec::new();
+                for issuer in self.listed_issuers() {
+                    caches.push(self.cache_for(&issuer).await.map_err(|error| error.to_string())?);
+                }
+                caches
+            }
+        };
+        for cache in caches {
+            cache.probe().await?;
+        }
+        Ok(())
+    }
+
+    /// The issuers the configuration names (an Entra provider with `any_tenant` names none).
+    fn listed_issuers(&self) -> Vec<String> {
+        match &self.issuers {
             // Google's scheme-less issuer form is the same provider as its https form.
             IssuerPolicy::OneOf(issuers) => issuers.iter().filter(|i| i.contains("://")).cloned().collect(),
             IssuerPolicy::Microsoft {
@@ -328,16 +363,7 @@ impl Provider {
                 .map(|tid| format!("{MICROSOFT_HOST}/{tid}/v2.0"))
                 .collect(),
             IssuerPolicy::Microsoft { tenants: None } => Vec::new(),
-        };
-        let mut found = Vec::new();
-        for issuer in issuers {
-            match (Url::parse(&issuer), self.cache_for(&issuer).await) {
-                (Ok(url), Ok(cache)) => found.push((url, cache)),
-                (_, Err(error)) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
-                (Err(error), _) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
-            }
         }
-        found
     }
 
     /// OIDC Core §3.1.3.7 step 2: the issuer must be exactly the provider's.

@@ -35,6 +35,7 @@ use crate::api::{self, Cors};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError, IdentityPoolConfig};
 use crate::error::ApiError;
+use crate::health::{self, Readiness};
 use crate::jwks::JwksCache;
 use crate::provider::Provider;
 
@@ -205,6 +206,10 @@ fn assemble(
         // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
         .nest_service("/cognito-identity", pool.router())
         .nest("/api", gateway)
+        .merge(health::routes(Arc::new(Readiness::new(
+            broker.clone(),
+            health::DEFAULT_READINESS_INTERVAL,
+        ))))
         .merge(api::routes(broker))
         .merge(web)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
