@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::is_acceptable_url;
-use crate::jwks::{FetchGate, JwksPolicy, KeyError, fetch_document, lock};
-use crate::token::quote_untrusted;
+use crate::fetch::{FetchGate, fetch_document, lock};
+use crate::jwks::{JwksPolicy, KeyError};
+use crate::untrusted::quote_untrusted;
 
 /// The path of the metadata document under the issuer (Discovery §4).
 const WELL_KNOWN_PATH: &str = "/.well-known/openid-configuration";
@@ -99,7 +100,14 @@ impl MetadataCache {
 
     async fn fetch(&self, started: Instant) {
         let outcome = match self.document_url() {
-            Ok(url) => match fetch_document(&self.client, &url, &self.policy).await {
+            Ok(url) => match fetch_document(
+                &self.client,
+                &url,
+                self.policy.timeout,
+                self.policy.max_document_bytes,
+            )
+            .await
+            {
                 Ok(document) => parse_metadata(&document.body, &self.issuer)
                     .map_err(|problem| format!("{url}: {problem}")),
                 Err(reason) => Err(reason),
@@ -185,7 +193,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jwks::test_idp::{Reply, TestIdp, test_policy};
+    use crate::fetch::test_idp::{Reply, TestIdp, test_policy};
 
     fn metadata_cache(issuer: &Url) -> MetadataCache {
         MetadataCache::new(reqwest::Client::new(), issuer.clone(), test_policy())

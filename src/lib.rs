@@ -13,8 +13,13 @@
 //! - [`config`]: the one typed [`config::Config`], parsed and validated once at start-up.
 //! - [`provider`]: provider kinds and what each one means for issuer, audience and Logins key.
 //! - [`discovery`]: OpenID discovery documents (`/.well-known/openid-configuration`).
-//! - [`jwks`]: JSON Web Keys, the per-issuer key cache, and signing keys for the dev provider.
-//! - [`token`]: strict ID-token parsing and the standard claim checks.
+//! - [`key`]: algorithms and key material: the accepted `alg`s, public keys from JWKs, key sets
+//!   and which key a token's `kid`/`alg` selects.
+//! - [`jwks`]: the per-issuer key cache and its fetch policy (cooldown, max-age bounds,
+//!   stale-if-error, one fetch in flight); `fetch` holds the bounded HTTP GET it shares with
+//!   [`discovery`].
+//! - [`token`]: strict ID-token parsing, the signature check and the standard claim checks.
+//! - [`untrusted`]: attacker-supplied text made safe to quote in errors and logs.
 //! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
@@ -25,8 +30,8 @@
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` of `credbroker serve` and `dev`.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
-//! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider, local identity pool,
-//!   SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
+//! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider and its signing keys,
+//!   local identity pool, SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -36,8 +41,10 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub(crate) mod fetch;
 pub mod health;
 pub mod jwks;
+pub mod key;
 pub mod local;
 pub mod logging;
 pub mod pool;
@@ -45,3 +52,4 @@ pub mod provider;
 pub mod rules;
 pub mod telemetry;
 pub mod token;
+pub mod untrusted;

@@ -16,7 +16,8 @@ use url::Url;
 
 use crate::config::{Limits, ProviderConfig, ProviderKind, RoleRule};
 use crate::discovery::{MetadataCache, ProviderMetadata};
-use crate::jwks::{JwksCache, JwksPolicy, KeyError, VerifyingKey};
+use crate::jwks::{JwksCache, JwksPolicy};
+use crate::key::{Algorithm, VerifyingKey};
 use crate::rules::Rule;
 use crate::token::{self, Claims, TokenError, UnverifiedToken};
 
@@ -205,7 +206,8 @@ impl Provider {
         // The issuer decides which keys to fetch, so it is judged before any fetch happens.
         let issuer = token.issuer()?.to_string();
         self.check_issuer(&issuer, token.unverified_claims())?;
-        let key = self.key_for(&issuer, token.header().kid.as_deref()).await?;
+        let header = token.header();
+        let key = self.key_for(&issuer, header.kid.as_deref(), header.alg).await?;
         let mut claims = token.verify_signature(&key)?;
         token::check_times(&claims, now, self.leeway)?;
         token::check_audience(&claims, &self.audiences)?;
@@ -378,12 +380,14 @@ impl Provider {
         }
     }
 
-    async fn key_for(&self, issuer: &str, kid: Option<&str>) -> Result<Arc<VerifyingKey>, TokenError> {
+    async fn key_for(
+        &self,
+        issuer: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyingKey>, TokenError> {
         let cache = self.cache_for(issuer).await?;
-        cache.key(kid).await.map_err(|error| match error {
-            KeyError::UnknownKey(kid) => TokenError::UnknownKey(kid),
-            KeyError::Unavailable(reason) => TokenError::KeysUnavailable(reason),
-        })
+        Ok(cache.key(kid, alg).await?)
     }
 
     async fn cache_for(&self, issuer: &str) -> Result<Arc<JwksCache>, TokenError> {

@@ -18,7 +18,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::jwks::{Algorithm, MAX_KID_BYTES, VerifyingKey};
+use crate::key::{Algorithm, MAX_KID_BYTES, VerifyingKey};
+/// Re-exported where the token checks always had it: callers quote claims with it.
+pub use crate::untrusted::quote_untrusted;
 
 /// The claims of a token: a JSON object.
 pub type Claims = serde_json::Map<String, Value>;
@@ -27,14 +29,11 @@ pub type Claims = serde_json::Map<String, Value>;
 /// levels; the bound keeps hostile input from costing stack or time.
 const MAX_JSON_DEPTH: usize = 32;
 
-/// Longest attacker-supplied value quoted in an error message, in characters.
-const MAX_QUOTED_CHARS: usize = 80;
-
 /// The fields of the JOSE header credbroker reads.
 #[derive(Debug, Clone)]
 pub struct Header {
     /// The `alg` header.
-    pub alg: crate::jwks::Algorithm,
+    pub alg: Algorithm,
     /// The `kid` header, if any.
     pub kid: Option<String>,
 }
@@ -278,30 +277,6 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 }
 
-/// An attacker-supplied value made safe to quote in an error or log: at most 80 characters
-/// (then `…`), with control and bidirectional-formatting characters escaped, so a 1 MB `kid`
-/// cannot make a 1 MB error and a crafted value cannot forge log lines.
-pub fn quote_untrusted(value: &str) -> String {
-    let mut quoted = String::new();
-    for (index, c) in value.chars().enumerate() {
-        if index == MAX_QUOTED_CHARS {
-            quoted.push('…');
-            break;
-        }
-        if c.is_control() || is_bidi_control(c) {
-            quoted.extend(c.escape_unicode());
-        } else {
-            quoted.push(c);
-        }
-    }
-    quoted
-}
-
-/// Characters that reorder displayed text (Unicode bidi controls), used to disguise values.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 /// Checks `exp` (required), `nbf` and `iat` (when present) against `now` with `leeway`.
 pub fn check_times(claims: &Claims, now: SystemTime, leeway: Duration) -> Result<(), TokenError> {
     let now = unix_seconds(now);
@@ -437,6 +412,9 @@ pub enum TokenError {
     /// No key of the issuer has this `kid`.
     #[error("no signing key of the issuer matches kid {0}")]
     UnknownKey(String),
+    /// The token has no `kid` and several of the issuer's keys fit its `alg`.
+    #[error("cannot choose the signing key: {0}")]
+    AmbiguousKey(String),
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
@@ -518,6 +496,7 @@ impl TokenError {
             TokenError::Malformed(_) => "malformed_token",
             TokenError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
             TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::AmbiguousKey(_) => "ambiguous_key",
             TokenError::BadSignature => "bad_signature",
             TokenError::MissingClaim(_) => "missing_claim",
             TokenError::WrongIssuer { .. } => "wrong_issuer",
@@ -539,7 +518,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jwks::SigningKey;
+    use crate::local::signing_key::SigningKey;
 
     const MAX: usize = 16 * 1024;
 
@@ -1076,6 +1055,7 @@ mod tests {
             (TokenError::Malformed(found()), "malformed_token"),
             (TokenError::UnsupportedAlgorithm(found()), "unsupported_algorithm"),
             (TokenError::UnknownKey(found()), "unknown_key"),
+            (TokenError::AmbiguousKey(found()), "ambiguous_key"),
             (TokenError::BadSignature, "bad_signature"),
             (TokenError::MissingClaim("sub"), "missing_claim"),
             (

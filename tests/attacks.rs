@@ -15,7 +15,8 @@ mod support;
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use serde_json::{Value, json};
 use support::{
     Answer, Issuer, OTHER_TENANT, StubCognito, TENANT, Tripwire, b64, broker_with_stub, cognito_success,
@@ -314,10 +315,10 @@ fn kid_cases(f: &Fixtures) -> Vec<Case> {
     vec![
         unknown("unknown kid", "rsa-99"),
         corp(
-            "no kid while the issuer has two keys",
+            "no kid while the issuer has two keys that allow the alg",
             f.with_header(json!({"alg": "RS256"})),
             401,
-            "unknown_key",
+            "ambiguous_key",
         ),
         unknown("path-like kid", "../../../../etc/passwd"),
         unknown("kid naming a file URL", "file:///dev/stdin"),

@@ -222,7 +222,13 @@ fn serve_config(name: &str, issuer: &str, pool: &str) -> std::path::PathBuf {
 
 /// `serve` with `config` and `extra` arguments on a free port; returns it with its base URL.
 fn start_serve(config: &std::path::Path, extra: &[&str]) -> (Running, String) {
-    let mut args = vec!["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let mut args = vec![
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
     args.extend(extra);
     let server = Running::start(&args);
     let base = server.announced_url();

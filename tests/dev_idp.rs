@@ -205,7 +205,7 @@ impl Provider {
         let token = UnverifiedToken::parse(id_token, MAX_TOKEN_BYTES).expect("well-formed JWT");
         assert_eq!(token.header().alg.name(), "RS256");
         let key = keys
-            .key(token.header().kid.as_deref())
+            .key(token.header().kid.as_deref(), token.header().alg)
             .await
             .expect("the token's key is published");
         let claims = token.verify_signature(&key).expect("signature verifies");

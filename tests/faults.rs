@@ -21,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header;
 use credbroker::cli::SigningCredentials;
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use credbroker::pool::call_time_bound;
 use futures_util::StreamExt;
 use serde_json::json;

@@ -286,6 +286,55 @@ async fn unsigned_and_malformed_requests_are_refused_like_api_gateway() {
 }
 
 #[tokio::test]
+async fn unsigned_navigations_get_the_signin_page_and_api_clients_the_json_403() {
+    let stack = Stack::demo().await;
+    let with_accept = |accept: &str| {
+        let mut request = get(&stack.url("/api/app/notes?sort=new&q=a%20b"));
+        request
+            .headers_mut()
+            .insert("accept", accept.parse().expect("a header value"));
+        request
+    };
+    let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let page = stack.send(with_accept(chrome)).await;
+    assert_eq!(page.status, 403);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert_eq!(
+        page.headers["x-amzn-errortype"],
+        "MissingAuthenticationTokenException"
+    );
+    assert!(
+        page.text().contains(r#"import(base + web + "return-url.js")"#),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains(r#"const stage = "";"#));
+
+    for api_client in ["application/json", "*/*", "application/json, text/html"] {
+        stack
+            .send(with_accept(api_client))
+            .await
+            .assert_forbidden("Missing Authentication Token");
+    }
+    stack
+        .send(get(&stack.url("/api/app/notes")))
+        .await
+        .assert_forbidden("Missing Authentication Token");
+
+    // Only a missing signature is a sign-in matter: a bad one keeps API Gateway's JSON answer.
+    let mut forged = with_accept(chrome);
+    forged.headers_mut().insert(
+        "authorization",
+        "Bearer some.id.token".parse().expect("a header value"),
+    );
+    assert_eq!(
+        stack.send(forged).await.headers["content-type"],
+        "application/json"
+    );
+}
+
+#[tokio::test]
 async fn unknown_keys_and_wrong_session_tokens_are_invalid_tokens() {
     let stack = Stack::demo().await;
     let unknown = Credentials::new(
@@ -360,6 +409,27 @@ async fn stale_signatures_and_expired_presigned_urls_are_refused() {
     };
     let answer = stack.signed(get(&stack.url("/api/whoami")), how).await;
     answer.assert_forbidden("Request has expired");
+}
+
+#[tokio::test]
+async fn presigned_urls_die_five_minutes_after_signing_whatever_x_amz_expires_says() {
+    let stack = Stack::demo().await;
+    let signed_long_ago = |age_secs| Signing {
+        time: SystemTime::now() - Duration::from_secs(age_secs),
+        expires: Duration::from_secs(3600),
+        ..Signing::query()
+    };
+    let fresh = stack
+        .signed(get(&stack.url("/api/whoami")), signed_long_ago(240))
+        .await;
+    assert_eq!(fresh.status, 200);
+    let stale = stack
+        .signed(get(&stack.url("/api/whoami")), signed_long_ago(6 * 60))
+        .await;
+    assert_eq!(stale.status, 403);
+    let message = stale.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert!(message.ends_with(" - 5 min.)"), "{message}");
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_cognitoidentity::operation::get_credentials_for_identity::GetCredentialsForIdentityError;
 use aws_sdk_cognitoidentity::operation::get_id::GetIdError;
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
 use credbroker::local::pool::MAX_BODY_BYTES;
+use credbroker::local::signing_key::SigningKey;
 use serde_json::{Value, json};
 use support::{LOCAL_POOL_ID as POOL_ID, LocalPoolServer, unix_now as now};
 

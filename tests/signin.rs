@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use serde_json::{Value, json};
 use support::{
     Issuer, ORG, OTHER_TENANT, StubCognito, TENANT, assert_problem, b64, broker_with_moto, broker_with_stub,
@@ -69,6 +70,47 @@ async fn form_bodies_and_es256_keys_work_too() {
         form,
     )
     .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+/// A token without `kid` (RFC 7515 §4.1.4 makes it optional) against an issuer that publishes
+/// several keys: the one key whose type and `alg` fit the token's `alg` is used; when several fit,
+/// the broker refuses with `ambiguous_key` rather than trying keys until one verifies.
+#[tokio::test]
+async fn a_token_without_kid_uses_the_one_key_that_fits_its_alg() {
+    let rsa = SigningKey::generate(Algorithm::RS256, "rsa-1");
+    let ec = SigningKey::generate(Algorithm::ES256, "ec-1");
+    let issuer = Issuer::start(&[&rsa, &ec]).await;
+    let (broker, _moto) = broker_with_moto(&issuer, "").await;
+    let without_kid = |key: &SigningKey| {
+        key.sign_jwt_with_header(
+            &json!({"alg": key.algorithm().name(), "typ": "JWT"}),
+            &corp_claims(&issuer),
+        )
+    };
+
+    for key in [&rsa, &ec] {
+        let answer = sign_in(&broker, "corp", &without_kid(key)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    // No key of the issuer allows EdDSA: unknown, as for an unknown kid.
+    let ed = SigningKey::generate(Algorithm::EdDSA, "ed-1");
+    let answer = sign_in(&broker, "corp", &without_kid(&ed)).await;
+    assert_problem(&answer, 401, "unknown_key");
+
+    // The IdP adds a second RS256 key: a kid-less RS256 token now fits two keys and is refused,
+    // while ES256 still has exactly one. The refusal names no key and quotes nothing of the token.
+    let second = SigningKey::generate(Algorithm::RS256, "rsa-2");
+    issuer.add_key(&second);
+    let (broker, _moto) = broker_with_moto(&issuer, "").await;
+    let answer = sign_in(&broker, "corp", &without_kid(&rsa)).await;
+    assert_problem(&answer, 401, "ambiguous_key");
+    let detail = answer.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("no kid") && detail.contains("RS256"), "{detail}");
+    let answer = sign_in(&broker, "corp", &without_kid(&ec)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // With a kid, the same keys are no problem.
+    let answer = sign_in(&broker, "corp", &second.sign_jwt(&corp_claims(&issuer))).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
 

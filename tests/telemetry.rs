@@ -1,7 +1,8 @@
 //! The Lambda metrics: the embedded-metric-format lines a sign-in or an authorizer event leaves,
 //! parsed as CloudWatch would, for every outcome `code` a sign-in can answer with (every code of
-//! docs/openapi.yaml's `Problem` except the three answered before a sign-in starts:
-//! `origin_not_allowed`, `not_found`, `method_not_allowed`) and every authorizer decision — and
+//! docs/openapi.yaml's `Problem` except the three answered before a sign-in starts —
+//! `origin_not_allowed`, `not_found`, `method_not_allowed` — and `ambiguous_key`, which needs an
+//! issuer with two keys of one algorithm) and every authorizer decision — and
 //! never a token, a key or a claim value in any of them.
 //!
 //! The recorder is the binaries' own ([`EmfRecorder`]), installed for this test process; the
@@ -16,7 +17,8 @@ use std::sync::OnceLock;
 
 use credbroker::authorizer::{Authorizer, AuthorizerEvent};
 use credbroker::broker::Broker;
-use credbroker::jwks::{Algorithm, SigningKey};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use credbroker::telemetry::{self, emf::EmfRecorder};
 use serde_json::{Value, json};
 use support::{

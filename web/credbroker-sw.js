@@ -2,19 +2,32 @@
 // request under its scope (navigations, form posts, images, scripts, fetch/XHR) with the
 // credentials the page hands it (client.enableTransparentMode()).
 //
-// - Credentials arrive by postMessage and are kept in IndexedDB, so a worker restarted by the
-//   browser still has them. They are deleted on sign-out and once expired.
+// - Credentials arrive by postMessage from window clients of this origin and are kept in
+//   IndexedDB, so a worker restarted by the browser still has them. They are deleted on
+//   sign-out and once expired. The sign-in page (`signinUrl`) comes from the script URL's
+//   `?signin=` (set by the page that registered the worker), never from a message, and is a
+//   same-origin path (return-url.js).
+// - Cross-site requests are not signed (docs/security.md, "Transparent mode and cross-site
+//   requests"): a navigation is signed only when its referrer is this origin. Another site's
+//   top-level navigation (any method; an empty referrer counts as another site) is sent to
+//   `signinUrl?next=<path>` instead, from where the page continues to <path> with a
+//   same-origin GET; another site's frame gets a 403. Requests other than navigations reach
+//   this worker only from pages it controls (this origin's).
 // - A navigation without usable credentials is redirected to the sign-in page
 //   (`signinUrl?next=<path>`), not answered with a JSON 403.
 // - Bodies are read as bytes, signed and re-sent with the same content-type (the multipart
 //   boundary included).
-// - Navigations are re-sent with `redirect: 'manual'`, so a redirect (a form's 303) comes back
-//   to the browser, which navigates again through this worker: the next hop is signed too.
-//   Subresource requests keep their redirect mode: a redirect they follow is not re-signed.
+// - Redirects are never followed with the signature on: navigations are re-sent with
+//   `redirect: 'manual'`, so a redirect (a form's 303) comes back to the browser, which
+//   navigates again through this worker and the next hop is signed only if it is in scope.
+//   A signed subresource request that gets redirected cannot be followed here (a worker never
+//   sees the target of an opaque redirect, and the browser would carry Authorization along to
+//   any same-origin target): it is answered with a 502 problem `redirect_not_followed`.
 // - Requests outside the scope's path or origin are not touched.
 
 import { createSigner, SigningKeyCache } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
+import { returnPath } from './return-url.js';
 
 const DB_NAME = 'credbroker-sw';
 const STORE = 'state';
@@ -26,7 +39,7 @@ const ASK_TIMEOUT_MS = 3_000;
 
 const clock = new SkewClock();
 const keyCache = new SigningKeyCache();
-// { credentials (null once signed out or expired), skewMs, region, service, signinUrl };
+// { credentials (null once signed out or expired), skewMs, region, service, session (who) };
 // undefined until loaded from IndexedDB, null when nothing was ever stored.
 let state;
 let signer = null;
@@ -34,13 +47,32 @@ let signer = null;
 self.addEventListener('install', (event) => event.waitUntil(self.skipWaiting()));
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 self.addEventListener('message', (event) => {
-  // The page waits for this acknowledgement before navigating into the scope.
-  event.waitUntil(onMessage(event.data).finally(() => event.ports[0]?.postMessage({ type: 'credbroker:stored' })));
+  if (!fromWindowOfThisOrigin(event.source)) return;
+  // The page waits for the answer (an acknowledgement by default) before navigating into the scope.
+  const answer = onMessage(event.data).catch(() => undefined);
+  event.waitUntil(answer.then((reply) => event.ports[0]?.postMessage(reply ?? { type: 'credbroker:stored' })));
 });
 self.addEventListener('fetch', (event) => {
   if (!inScope(new URL(event.request.url))) return;
   event.respondWith(handle(event.request));
 });
+
+function fromWindowOfThisOrigin(source) {
+  return source?.type === 'window' && sameOrigin(source.url);
+}
+
+function sameOrigin(url) {
+  try {
+    return new URL(url).origin === self.location.origin;
+  } catch {
+    return false;
+  }
+}
+
+/** The sign-in page, from the script URL the registering page chose (`?signin=`). */
+function signinUrl() {
+  return returnPath(new URL(self.location.href).searchParams.get('signin') ?? '/', self.location.origin);
+}
 
 function inScope(url) {
   const scope = new URL(self.registration.scope);
@@ -50,11 +82,19 @@ function inScope(url) {
 async function onMessage(message) {
   if (message?.type === 'credbroker:credentials') await save(fromMessage(message));
   else if (message?.type === 'credbroker:signout') await forgetCredentials();
+  else if (message?.type === 'credbroker:session?') return sessionAnswer(await load());
+}
+
+// A new tab asks for the session, so that it and this worker agree on who is signed in.
+function sessionAnswer(current) {
+  if (!usable(current)) return { type: 'credbroker:signout' };
+  const { credentials, skewMs, region, service, session } = current;
+  return { type: 'credbroker:credentials', credentials, skewMs, region, service, session };
 }
 
 async function forgetCredentials() {
   const current = await load();
-  if (current) await save({ ...current, credentials: null });
+  if (current) await save({ ...current, credentials: null, session: null });
 }
 
 function fromMessage(message) {
@@ -65,8 +105,15 @@ function fromMessage(message) {
     skewMs: Number(message.skewMs) || 0,
     region: String(message.region),
     service: String(message.service ?? 'execute-api'),
-    signinUrl: String(message.signinUrl ?? '/'),
+    session: whoFrom(message.session),
   };
+}
+
+/** Who is signed in (no secret), kept only to hand to a new tab. */
+function whoFrom(session) {
+  if (!session) return null;
+  const { identityId, provider, subject, claims, issuedAt } = session;
+  return { identityId, provider, subject, claims, issuedAt };
 }
 
 async function save(next) {
@@ -133,10 +180,11 @@ function signerFor(current) {
 }
 
 async function handle(request) {
-  const current = await currentState();
-  if (!usable(current)) return signinRequired(request, current?.signinUrl ?? '/');
   const navigation = request.mode === 'navigate';
-  return signedFetch(request, {
+  if (navigation && !sameOrigin(request.referrer)) return crossSiteNavigation(request);
+  const current = await currentState();
+  if (!usable(current)) return signinRequired(request);
+  const response = await signedFetch(request, {
     signer: signerFor(current),
     credentials: async () => current.credentials,
     clock,
@@ -146,23 +194,42 @@ async function handle(request) {
     signHeader: (name) => name.toLowerCase() === 'content-type',
     // A Request cannot be re-sent as a navigation or as no-cors (which would drop Authorization).
     mode: 'same-origin',
-    redirect: navigation ? 'manual' : request.redirect,
+    redirect: 'manual',
     onSkew: (skewMs) => {
       if (state) save({ ...state, skewMs });
     },
   });
+  if (response.type === 'opaqueredirect' && request.redirect !== 'manual') {
+    return problem(502, 'redirect_not_followed', 'A signed request was redirected; the service worker does not follow it with the signature.');
+  }
+  return response;
 }
 
-function signinRequired(request, signinUrl) {
-  if (request.mode === 'navigate') {
-    const target = new URL(request.url);
-    const signin = new URL(signinUrl, self.location.origin);
-    signin.searchParams.set('next', target.pathname + target.search);
-    return Response.redirect(signin.href, 303);
+// Like a SameSite=Lax cookie, and stricter: not even another site's top-level GET is signed.
+// It lands on the sign-in page, which continues to the same path with a same-origin request.
+function crossSiteNavigation(request) {
+  if (request.destination !== 'document') {
+    return problem(403, 'cross_site_frame', 'Pages of this application cannot be framed by another site.');
   }
-  return new Response(JSON.stringify({ type: 'about:blank', title: 'Sign-in required', status: 401, code: 'signin_required' }), {
-    status: 401,
-    headers: { 'content-type': 'application/problem+json' },
+  return toSignin(request);
+}
+
+function signinRequired(request) {
+  if (request.mode === 'navigate') return toSignin(request);
+  return problem(401, 'signin_required', 'Sign in first.');
+}
+
+function toSignin(request) {
+  const target = new URL(request.url);
+  const signin = new URL(signinUrl(), self.location.origin);
+  signin.searchParams.set('next', target.pathname + target.search);
+  return Response.redirect(signin.href, 303);
+}
+
+function problem(status, code, detail) {
+  return new Response(JSON.stringify({ type: 'about:blank', title: detail, status, code }), {
+    status,
+    headers: { 'content-type': 'application/problem+json', 'cache-control': 'no-store' },
   });
 }
 

@@ -36,10 +36,19 @@
 //
 // Storage: credentials live in memory and in sessionStorage (per tab, gone with the tab);
 // `storage: 'local'` opts into localStorage, `storage: 'memory'` keeps them in memory only.
-// Sign-in flow state always goes to sessionStorage.
+// Sign-in flow state always goes to sessionStorage. The refresh token and the ID token are
+// never stored nor shared: they stay in the memory of the tab that signed in (a script of this
+// origin can read web storage; see docs/security.md).
+//
+// Tabs (BroadcastChannel `credbroker`, Web Locks `credbroker.renew`): unless `storage` is
+// 'memory', a new tab takes the session of an open tab or of the service worker instead of
+// asking for a new sign-in, and a renewal in one tab reaches all. One renewal at a time across
+// the origin's tabs: the tab that gets the lock second finds the credentials renewed and takes
+// them. A sign-out in any tab signs out every tab and the service worker.
 
-import { createSigner, SigningKeyCache, toBytes, MAX_PRESIGN_SECONDS } from './sigv4.js';
+import { createSigner, SigningKeyCache, toBytes } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
+import { returnPath } from './return-url.js';
 
 const SESSION_KEY = 'credbroker.session';
 const FLOW_PREFIX = 'credbroker.flow.';
@@ -52,8 +61,14 @@ const MIN_USABLE_MS = 5_000;
 const RENEW_RETRY_MS = 30_000;
 const SILENT_TIMEOUT_MS = 10_000;
 const WORKER_ACK_TIMEOUT_MS = 1_000;
+const TABS_CHANNEL = 'credbroker';
+const RENEW_LOCK = 'credbroker.renew';
+/** How long a tab holding the renewal lock waits for other tabs' fresher credentials. */
+const PEER_WAIT_MS = 300;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_JSON_BYTES = 256 * 1024;
+/** API Gateway refuses a presigned URL five minutes after signing, whatever X-Amz-Expires says. */
+export const API_GATEWAY_PRESIGN_SECONDS = 300;
 const SIGNIN_REQUIRED_ERRORS = new Set([
   'login_required', 'interaction_required', 'consent_required', 'account_selection_required',
   'invalid_grant', 'silent_timeout', 'no_silent_renewal', 'not_signed_in',
@@ -103,6 +118,7 @@ export class CredbrokerClient extends EventTarget {
   #apiPrefixes;
   #worker = null;
   #workerListening = false;
+  #peerAnswered = null;
 
   constructor(options) {
     super();
@@ -125,10 +141,15 @@ export class CredbrokerClient extends EventTarget {
       // A copy of the app loaded in the silent-renewal iframe must neither act on the callback
       // nor run its own renewals: the parent does both.
       embedded: win.top !== undefined && win.top !== win.self,
+      locks: win.navigator?.locks ?? null,
+      shares: (options.storage ?? 'session') !== 'memory',
     };
+    this.#env.channel = win.BroadcastChannel && !this.#env.embedded ? new win.BroadcastChannel(TABS_CHANNEL) : null;
     this.#clock = new SkewClock(options.now ?? (() => Date.now()));
     this.#apiPrefixes = [options.api ?? this.#options.broker.origin + '/'].flat().map((p) => new URL(p));
     this.#restore();
+    this.#env.channel?.addEventListener('message', (event) => this.#onTabMessage(event.data));
+    if (!this.#session && this.#env.shares && !this.#env.embedded) this.#adoptFromElsewhere();
   }
 
   // ---- configuration -------------------------------------------------------------------
@@ -224,7 +245,13 @@ export class CredbrokerClient extends EventTarget {
   #persist() {
     if (!this.#session) return;
     this.#session.skewMs = this.#clock.skewMs;
-    this.#env.storage?.setItem(SESSION_KEY, JSON.stringify(this.#session));
+    this.#env.storage?.setItem(SESSION_KEY, JSON.stringify(this.#shareable()));
+  }
+
+  /** The session without what stays in this tab's memory (refresh token, ID token). */
+  #shareable() {
+    const { refreshToken, idToken, ...rest } = this.#session;
+    return rest;
   }
 
   #setSession(session) {
@@ -232,7 +259,82 @@ export class CredbrokerClient extends EventTarget {
     this.#persist();
     this.#schedule();
     this.#emit('credentials', this.session);
-    this.#postToWorker();
+    this.#tell({ type: 'session', session: this.#shareable() });
+    return this.#postToWorker();
+  }
+
+  // ---- other tabs and the worker --------------------------------------------------------------
+
+  #tell(message) {
+    if (this.#env.shares) this.#env.channel?.postMessage(message);
+  }
+
+  #onTabMessage(message) {
+    if (message?.type === 'signout') {
+      if (!this.#session) return;
+      this.#clearSession();
+      this.#emit('credentials', null);
+    } else if (message?.type === 'session?') {
+      if (this.#usable()) this.#tell({ type: 'session', session: this.#shareable() });
+    } else if (message?.type === 'session' && this.#env.shares) {
+      this.#adopt(message.session);
+    }
+  }
+
+  // Takes a session another tab or the worker holds, when it is later than this tab's own.
+  #adopt(session) {
+    const expiration = session?.credentials?.expiration;
+    if (!session?.credentials?.accessKeyId || !(expiration - this.#clock.localNow() - (Number(session.skewMs) || 0) > MIN_USABLE_MS)) return;
+    const own = this.#session;
+    if (own && own.credentials.expiration >= expiration) return;
+    const sameUser = own?.identityId === session.identityId;
+    this.#clock.skewMs = Number(session.skewMs) || 0;
+    this.#session = { ...session, refreshToken: sameUser ? own.refreshToken : undefined, idToken: sameUser ? own.idToken : undefined };
+    this.#persist();
+    this.#schedule();
+    this.#emit('credentials', this.session);
+    this.#peerAnswered?.();
+  }
+
+  // A new tab: any open tab answers on the channel; the worker answers from IndexedDB.
+  async #adoptFromElsewhere() {
+    this.#tell({ type: 'session?' });
+    for (const worker of await this.#credbrokerWorkers()) {
+      const answer = await askWorker(worker, { type: 'credbroker:session?' }, this.#env);
+      if (answer?.type === 'credbroker:credentials' && answer.session) {
+        this.#adopt({ ...answer.session, credentials: answer.credentials, skewMs: answer.skewMs });
+      }
+    }
+  }
+
+  /** Active credbroker workers of this origin (their script URL carries `?signin=`). */
+  async #credbrokerWorkers() {
+    const container = this.#env.window.navigator?.serviceWorker;
+    try {
+      const registrations = (await container?.getRegistrations?.()) ?? [];
+      return registrations.map((r) => r.active).filter((w) => w && new URL(w.scriptURL).searchParams.has('signin'));
+    } catch {
+      return [];
+    }
+  }
+
+  // Holding the renewal lock: did another tab renew meanwhile? Ask, and wait a moment.
+  async #renewedElsewhere() {
+    if (!this.#env.channel || !this.#env.shares) return false;
+    await new Promise((resolve) => {
+      const timer = this.#env.setTimeout(resolve, PEER_WAIT_MS);
+      this.#peerAnswered = () => {
+        this.#env.clearTimeout(timer);
+        resolve();
+      };
+      this.#tell({ type: 'session?' });
+    });
+    this.#peerAnswered = null;
+    return this.#fresh();
+  }
+
+  #fresh() {
+    return !!this.#session && this.#clock.now() < this.renewAt;
   }
 
   #emit(type, detail) {
@@ -318,12 +420,27 @@ export class CredbrokerClient extends EventTarget {
     return !!this.#session && this.#session.credentials.expiration - this.#clock.now() > MIN_USABLE_MS;
   }
 
-  /** Renews now (shared by concurrent callers): refresh token, else silent iframe. */
+  /**
+   * Renews now (shared by concurrent callers, and one tab at a time across the origin's tabs):
+   * refresh token, else silent iframe.
+   */
   renew() {
-    this.#renewing ??= this.#renewOnce().finally(() => {
+    this.#renewing ??= this.#renewExclusive().finally(() => {
       this.#renewing = null;
     });
     return this.#renewing;
+  }
+
+  #renewExclusive() {
+    const locks = this.#env.locks;
+    if (!locks || !this.#env.shares) return this.#renewOnce();
+    const due = this.#session?.credentials.expiration;
+    return locks.request(RENEW_LOCK, async () => {
+      // The tab that held the lock before this one may have renewed: its credentials came here.
+      const renewed = () => this.#session && this.#session.credentials.expiration !== due && this.#fresh();
+      if (renewed() || ((await this.#renewedElsewhere()) && renewed())) return this.session;
+      return this.#renewOnce();
+    });
   }
 
   async #renewOnce() {
@@ -362,12 +479,13 @@ export class CredbrokerClient extends EventTarget {
 
   /**
    * Starts a sign-in: redirects this tab to the provider's authorization endpoint. Options:
-   * `returnTo` (same-origin URL to land on afterwards, default: here), `prompt`, `loginHint`.
+   * `returnTo` (same-origin path to land on afterwards, default: here; anything else lands on
+   * '/', see return-url.js), `prompt`, `loginHint`.
    */
   async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
     const provider = await this.#provider(providerName);
     const flow = await this.#newFlow(provider, this.#redirectUri());
-    flow.returnTo = this.#sameOriginOr(returnTo ?? this.#env.window.location.href, '/');
+    flow.returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
     this.#pruneFlows();
     this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
     this.#env.window.location.assign(this.#authorizationUrl(provider, flow, { prompt, loginHint }));
@@ -426,14 +544,8 @@ export class CredbrokerClient extends EventTarget {
     return here.origin + here.pathname;
   }
 
-  #sameOriginOr(url, fallback) {
-    try {
-      const here = new URL(this.#env.window.location.href);
-      const target = new URL(url, here);
-      return target.origin === here.origin ? target.href : fallback;
-    } catch {
-      return fallback;
-    }
+  #returnPath(url) {
+    return returnPath(url, this.#env.window.location.href);
   }
 
   #pruneFlows() {
@@ -463,8 +575,10 @@ export class CredbrokerClient extends EventTarget {
       const tokens = await this.#tokensFromCallback(provider, flow, params);
       checkNonce(tokens.id_token, flow.nonce);
       await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
-      this.#restoreLocation(url, flow.returnTo);
-      return { ...this.session, returnTo: flow.returnTo };
+      // Checked again: the flow sat in storage any script of this origin can write.
+      const returnTo = this.#returnPath(flow.returnTo);
+      this.#restoreLocation(url, returnTo);
+      return { ...this.session, returnTo };
     } catch (error) {
       // Leave no code or token in the address bar, success or not.
       this.#env.window.history?.replaceState(null, '', stripCallback(new URL(url)));
@@ -567,16 +681,40 @@ export class CredbrokerClient extends EventTarget {
       credentials: { accessKeyId, secretAccessKey, sessionToken, expiration },
       issuedAt: Date.parse(body.serverTime) || this.#clock.now(),
       refreshToken,
+      idToken,
       skewMs: this.#clock.skewMs,
     });
     return this.session;
   }
 
-  /** Signs out of the broker session in this tab (and the service worker); the provider's own session stays. */
-  signOut() {
-    const wasSignedIn = !!this.#session;
+  /**
+   * Signs out: this tab, every other tab of the origin and the service worker forget the
+   * credentials at once. Then, with `atProvider` (default) and a provider that has an
+   * `endSessionEndpoint` (RP-initiated logout), this tab goes there to end the provider's
+   * session too, and comes back to `postLogoutRedirectUri` (default: this page; it must be
+   * registered at the provider). Resolves once the workers were told.
+   */
+  async signOut({ atProvider = true, postLogoutRedirectUri } = {}) {
+    const s = this.#session;
     this.#clearSession();
-    if (wasSignedIn) this.#emit('credentials', null);
+    this.#tell({ type: 'signout' });
+    if (s) this.#emit('credentials', null);
+    // Workers this page never registered hold the session too (another tab enabled them).
+    const workers = await this.#credbrokerWorkers();
+    await Promise.all(workers.map((worker) => askWorker(worker, { type: 'credbroker:signout' }, this.#env)));
+    if (s && atProvider) await this.#endProviderSession(s, postLogoutRedirectUri);
+  }
+
+  async #endProviderSession(s, postLogoutRedirectUri) {
+    const provider = (await this.config().catch(() => null))?.providers.find((p) => p.name === s.provider);
+    if (!provider?.endSessionEndpoint) return;
+    const url = new URL(provider.endSessionEndpoint);
+    const here = new URL(this.#env.window.location.href);
+    const back = new URL(this.#returnPath(postLogoutRedirectUri ?? here.href), here).href;
+    url.searchParams.set('client_id', this.#clientId(provider));
+    url.searchParams.set('post_logout_redirect_uri', back);
+    if (s.idToken) url.searchParams.set('id_token_hint', s.idToken);
+    this.#env.window.location.assign(url.href);
   }
 
   // ---- silent renewal (prompt=none in a hidden iframe) -------------------------------------
@@ -657,16 +795,23 @@ export class CredbrokerClient extends EventTarget {
     });
   }
 
-  /** A presigned (query-signed) GET URL, valid `expires` seconds (default 300). */
-  async presign(url, { expires = 300, method = 'GET' } = {}) {
+  /**
+   * A presigned (query-signed) GET URL, valid `expires` seconds (default and most: 300). API
+   * Gateway refuses a query-signed request five minutes after its X-Amz-Date whatever
+   * X-Amz-Expires says, so a longer promise is refused rather than made.
+   */
+  async presign(url, { expires = API_GATEWAY_PRESIGN_SECONDS, method = 'GET' } = {}) {
     const target = new URL(url, this.#env.window.location?.href);
     if (!this.isApiUrl(target)) throw new CredbrokerError('not_api_url', `refusing to presign a URL on ${target.origin}`);
+    if (!(expires >= 1 && expires <= API_GATEWAY_PRESIGN_SECONDS)) {
+      throw new CredbrokerError('expires_too_long', `API Gateway honours presigned URLs for at most ${API_GATEWAY_PRESIGN_SECONDS} s`);
+    }
     const signer = await this.#getSigner();
     const signed = await signer.presign(
       { method, host: target.host, path: target.pathname, query: target.search },
       await this.credentials(),
       new Date(this.#clock.now()),
-      Math.min(expires, MAX_PRESIGN_SECONDS),
+      Math.floor(expires),
     );
     return `${target.origin}${target.pathname}?${signed.query}${target.hash}`;
   }
@@ -676,14 +821,18 @@ export class CredbrokerClient extends EventTarget {
   /**
    * Registers credbroker-sw.js for `scope` and keeps it supplied with credentials: every
    * same-origin request under the scope (navigations, forms, images, scripts, fetch) is then
-   * signed by the worker. `signinUrl` is where the worker sends navigations that have no valid
-   * credentials (with `?next=`). Needs module service workers.
+   * signed by the worker, navigations only when they come from this origin. `signinUrl` (a
+   * same-origin path) is where the worker sends navigations that have no valid credentials or
+   * come from another site (with `?next=`); it travels in the script URL. Needs module service
+   * workers.
    */
   async enableTransparentMode({ scope = '/api/', script = new URL('./credbroker-sw.js', import.meta.url), signinUrl = '/' } = {}) {
     const container = this.#env.window.navigator?.serviceWorker;
     if (!container) throw new CredbrokerError('no_service_worker', 'service workers are unavailable here');
-    const registration = await container.register(script, { scope, type: 'module' });
-    this.#worker = { worker: await activeWorker(registration), signinUrl };
+    const scriptUrl = new URL(script, this.#env.window.location.href);
+    scriptUrl.searchParams.set('signin', this.#returnPath(signinUrl));
+    const registration = await container.register(scriptUrl, { scope, type: 'module' });
+    this.#worker = { worker: await activeWorker(registration) };
     if (!this.#workerListening) {
       this.#workerListening = true;
       container.addEventListener('message', (event) => this.#answerWorker(event));
@@ -708,13 +857,15 @@ export class CredbrokerClient extends EventTarget {
     const s = this.#session;
     if (!s) return { type: 'credbroker:signout' };
     const signer = await this.#getSigner();
+    const { identityId, provider, subject, claims, issuedAt } = s;
     return {
       type: 'credbroker:credentials',
       credentials: s.credentials,
       skewMs: this.#clock.skewMs,
       region: signer.region,
       service: signer.service,
-      signinUrl: this.#worker?.signinUrl ?? '/',
+      // Who, for a new tab that takes the session from the worker.
+      session: { identityId, provider, subject, claims, issuedAt },
     };
   }
 
@@ -723,21 +874,24 @@ export class CredbrokerClient extends EventTarget {
   async #postToWorker() {
     if (!this.#worker) return;
     try {
-      const message = await this.#workerMessage();
-      const channel = new MessageChannel();
-      await new Promise((resolve) => {
-        const timer = this.#env.setTimeout(resolve, WORKER_ACK_TIMEOUT_MS);
-        channel.port1.onmessage = () => {
-          this.#env.clearTimeout(timer);
-          resolve();
-        };
-        this.#worker.worker.postMessage(message, [channel.port2]);
-      });
-      channel.port1.close();
+      await askWorker(this.#worker.worker, await this.#workerMessage(), this.#env);
     } catch (error) {
       this.#emit('error', error);
     }
   }
+}
+
+/** Posts `message` to a service worker; resolves with its answer, or null after a second. */
+function askWorker(worker, message, env) {
+  const channel = new MessageChannel();
+  return new Promise((resolve) => {
+    const timer = env.setTimeout(() => resolve(null), WORKER_ACK_TIMEOUT_MS);
+    channel.port1.onmessage = ({ data }) => {
+      env.clearTimeout(timer);
+      resolve(data);
+    };
+    worker.postMessage(message, [channel.port2]);
+  }).finally(() => channel.port1.close());
 }
 
 // ---- helpers -------------------------------------------------------------------------------

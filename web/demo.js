@@ -1,16 +1,38 @@
 // The demo page: sign in with any provider from /auth/config, watch the credentials, call the
 // API with client.fetch(), and browse /api/app/ through the signing service worker.
 import { createClient } from './credbroker.js';
+import { returnPath } from './return-url.js';
 
 const $ = (id) => document.getElementById(id);
 const client = createClient({ broker: location.origin, api: `${location.origin}/api/` });
 let transparent = false;
 let countdownTimer = 0;
 
-// Where the service worker sent us from (`?next=`): a same-origin path only.
+// Where the service worker sent us from (`?next=`): a same-origin path only (null for none or '/').
 function nextPath() {
-  const next = new URLSearchParams(location.search).get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  const next = returnPath(new URLSearchParams(location.search).get('next'), location.origin);
+  return next === '/' ? null : next;
+}
+
+// The service worker sends navigations from other sites (and unsigned ones) here with ?next=;
+// a signed-in page continues there with a same-origin navigation, which the worker signs. Once
+// per path within seconds: should the worker bounce it back (a Referrer-Policy of no-referrer on
+// this page would), the user gets a link instead of a redirect loop.
+const FOLLOWED_KEY = 'credbroker.demo.followed';
+const FOLLOW_AGAIN_MS = 5_000;
+
+function continueTo(next) {
+  if (!next || !transparent) return;
+  const last = JSON.parse(sessionStorage.getItem(FOLLOWED_KEY) ?? 'null');
+  if (last?.next === next && Date.now() - last.at < FOLLOW_AGAIN_MS) {
+    const link = $('continue');
+    link.href = next;
+    link.textContent = `Continue to ${next}`;
+    show('continue', true);
+    return;
+  }
+  sessionStorage.setItem(FOLLOWED_KEY, JSON.stringify({ next, at: Date.now() }));
+  location.replace(next);
 }
 
 function show(id, visible) {
@@ -135,7 +157,7 @@ async function main() {
   );
   $('whoami').addEventListener('click', callWhoami);
   $('signout').addEventListener('click', () => {
-    client.signOut();
+    client.signOut().catch(showError);
     $('output').textContent = '';
     show('output', false);
   });
@@ -155,8 +177,7 @@ async function main() {
   render();
   if (client.session) {
     await enableTransparentMode();
-    const next = nextPath();
-    if (next && transparent) location.replace(next);
+    continueTo(nextPath());
   } else if (nextPath()) {
     setStatus(`Sign in to continue to ${nextPath()}.`);
   }

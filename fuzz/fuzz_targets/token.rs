@@ -11,7 +11,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use credbroker::jwks::{Algorithm, SigningKey, VerifyingKey};
+use credbroker::key::{Algorithm, VerifyingKey};
+use credbroker::local::signing_key::SigningKey;
 use credbroker::token::{Claims, TokenError, UnverifiedToken, check_audience, check_times};
 use credbroker_fuzz::{assert_safe_message, unix_time};
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,9 @@
 //! A local stand-in for API Gateway with `aws_iam` auth: every request under `/api/` must carry a
 //! SigV4 signature (service `execute-api`) made with live credentials from the local pool,
 //! verified by recomputing it with `aws-sigv4` over exactly the client's SignedHeaders. Failures
-//! answer 403 with API Gateway's `{"message": ...}` shapes. Verified requests reach the demo
+//! answer 403 with API Gateway's `{"message": ...}` shapes, except an unsigned navigation
+//! (`Accept: text/html` first), which gets the same HTML page as the template's
+//! `MISSING_AUTHENTICATION_TOKEN` gateway response: off to sign-in and back to the URL asked for. Verified requests reach the demo
 //! routes or, with an upstream URL, the user's own app with `X-Credbroker-*` identity headers.
 //!
 //! - [`sigv4`]: the verification itself, a pure function testable without a pool.
@@ -28,7 +30,7 @@ mod demo;
 mod proxy;
 pub mod sigv4;
 
-use sigv4::{AuthType, Expectations, KeyLookup, SignedRequest, SigningSecret};
+use sigv4::{AuthType, Expectations, KeyLookup, SigV4Error, SignedRequest, SigningSecret};
 
 /// The largest request body the gateway accepts (API Gateway's payload limit is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -117,7 +119,12 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
         }
         Err(error) => {
             tracing::debug!(error_type = error.error_type(), %error, "gateway refused a request");
-            let mut response = json_message(StatusCode::FORBIDDEN, &error.to_string());
+            let mut response =
+                if error == SigV4Error::MissingAuthenticationToken && wants_html(&parts.headers) {
+                    signin_redirect_page()
+                } else {
+                    json_message(StatusCode::FORBIDDEN, &error.to_string())
+                };
             response
                 .headers_mut()
                 .insert("x-amzn-errortype", HeaderValue::from_static(error.error_type()));
@@ -171,7 +178,79 @@ fn lookup_key(pool: &LocalPool, access_key_id: &str, now: SystemTime) -> KeyLook
     }
 }
 
+/// The HTML answer to an unsigned navigation, shared with `template.yaml`'s
+/// `MISSING_AUTHENTICATION_TOKEN` gateway response (tests/deploy/test_template.py compares them).
+/// `$context.stage` is API Gateway's substitution; `__CREDBROKER_WEB__` the client's folder.
+pub const SIGNIN_REDIRECT_TEMPLATE: &str = include_str!("gateway/signin-redirect.html");
+
+/// Where the local stack serves the web client, relative to its root (`web/` in AWS).
+const LOCAL_WEB_DIR: &str = "";
+
+/// Whether API Gateway would pick a `text/html` response template for this request. It selects
+/// a gateway response's template by the request's `Accept`, honouring only its first media type
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-payload-encodings-workflow.html>:
+/// "When a request contains multiple media types in its Accept header, API Gateway honors only
+/// the first Accept media type"), and falls back to `application/json` when `Accept` is absent or
+/// matches no template (<https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gatewayResponse-definition.html>).
+/// Every browser's navigation `Accept` starts with `text/html`; `fetch()` sends `*/*`.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .and_then(|accept| accept.split(',').next())
+        .and_then(|first| first.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("text/html"))
+}
+
+/// The 403 page that sends an unsigned navigation to sign-in and back, as the template's gateway
+/// response renders it for a stage-less URL (a custom domain).
+fn signin_redirect_page() -> Response {
+    let page = SIGNIN_REDIRECT_TEMPLATE
+        .replace("$context.stage", "")
+        .replace("__CREDBROKER_WEB__", LOCAL_WEB_DIR);
+    let mut response = (StatusCode::FORBIDDEN, axum::response::Html(page)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
 /// API Gateway's error shape: `{"message": ...}` as `application/json`.
 fn json_message(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_a_first_media_type_of_text_html_gets_the_page() {
+        let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
+        assert!(wants_html(&accept(chrome)));
+        assert!(wants_html(&accept("Text/HTML; charset=utf-8")));
+        for api_client in ["application/json", "*/*", "application/json, text/html", ""] {
+            assert!(!wants_html(&accept(api_client)), "{api_client}");
+        }
+        assert!(!wants_html(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_local_page_has_no_placeholders_left() {
+        let response = signin_redirect_page();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let page = SIGNIN_REDIRECT_TEMPLATE
+            .replace("$context.stage", "")
+            .replace("__CREDBROKER_WEB__", LOCAL_WEB_DIR);
+        assert!(!page.contains("$context") && !page.contains("__CREDBROKER"));
+        // API Gateway's templates are plain substitution: any other `$` would be read as a variable.
+        assert_eq!(SIGNIN_REDIRECT_TEMPLATE.matches('$').count(), 1);
+    }
 }

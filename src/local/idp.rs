@@ -39,7 +39,8 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
-use crate::jwks::{Algorithm, SigningKey};
+use crate::key::Algorithm;
+use crate::local::signing_key::SigningKey;
 use store::{BoundedStore, random_token};
 use users::DevUser;
 

@@ -18,6 +18,7 @@ pub mod gateway;
 mod html;
 pub mod idp;
 pub mod pool;
+pub mod signing_key;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

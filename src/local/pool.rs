@@ -395,12 +395,15 @@ async fn verify_token(issuer: &TrustedIssuer, raw_token: &str) -> Result<Claims,
             excerpt(iss)
         )));
     }
+    let header = token.header();
     let key = issuer
         .keys
-        .key(token.header().kid.as_deref())
+        .key(header.kid.as_deref(), header.alg)
         .await
         .map_err(|error| match error {
-            KeyError::UnknownKey(_) => ProtocolError::NotAuthorized(format!("Invalid login token. {error}")),
+            KeyError::UnknownKey(_) | KeyError::AmbiguousKey(_) => {
+                ProtocolError::NotAuthorized(format!("Invalid login token. {error}"))
+            }
             KeyError::Unavailable(_) => ProtocolError::ExternalService(format!(
                 "Could not fetch the signing keys of {}: {error}",
                 issuer_text(&issuer.issuer)

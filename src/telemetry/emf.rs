@@ -44,7 +44,7 @@ use metrics::{
 use serde_json::{Map, Value, json};
 
 use super::ROLLUP_LABELS;
-use crate::jwks::lock;
+use crate::fetch::lock;
 
 /// EMF's limit on values per metric in one document.
 const MAX_VALUES_PER_METRIC: usize = 100;

@@ -335,3 +335,29 @@ def test_providers_and_role_mappings_follow_the_parameters():
     shared = Evaluator(PARAMETER_SETS["entra one tenant, existing pool"][0])
     assert not shared.exists("IdentityPool") and not shared.exists("IdentityPoolRoles")
     assert shared.exists("EntraOidcProvider1") and not shared.exists("EntraOidcProvider2")
+
+
+# ---- Unsigned navigations ----------------------------------------------------------------------
+
+
+def test_unsigned_navigations_get_the_local_gateways_signin_page_and_api_clients_json():
+    responses = translated()["Resources"]["Api"]["Properties"]["Body"][
+        "x-amazon-apigateway-gateway-responses"
+    ]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == "403"
+    headers = missing["responseParameters"]
+    assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+    assert headers["gatewayresponse.header.Cache-Control"] == "'no-store'"
+    assert headers["gatewayresponse.header.Vary"] == "'Accept'"
+    templates = missing["responseTemplates"]
+    # API clients: API Gateway's own body, unchanged.
+    assert templates["application/json"] == '{"message":$context.error.messageString}'
+    # Navigations: exactly the page the local gateway serves, with the client under /web/
+    # (served by the sign-in function on this API's origin) and the stage substituted by API
+    # Gateway; its only `$` is that variable (templates are substitution, not VTL).
+    page = (ROOT / "src/local/gateway/signin-redirect.html").read_text()
+    assert templates["text/html"] == page.replace("__CREDBROKER_WEB__", "web/")
+    assert templates["text/html"].count("$") == 1 and "$context.stage" in templates["text/html"]
+    paths = rest_api_paths(translated(), "Api")
+    assert {"/web", "/web/{proxy+}"} <= set(paths)

@@ -67,7 +67,7 @@ test('handleRedirect redeems the code, signs in at the broker and restores the U
   const result = await signInWithCode(env);
   assert.equal(result.identityId, 'eu-west-1:0000');
   assert.equal(result.subject, 'alice');
-  assert.equal(result.returnTo, `${ORIGIN}/app/page?tab=2`);
+  assert.equal(result.returnTo, '/app/page?tab=2');
   assert.equal(env.window.location.href, `${ORIGIN}/app/page?tab=2`);
   const [signin] = env.servers.callsTo('/auth/signin/dev');
   assert.equal(decodeJwtPayload(JSON.parse(signin.init.body).id_token).sub, 'alice');
@@ -201,10 +201,12 @@ test('concurrent callers share one renewal', async () => {
 test('without a way to renew silently: signin-required, then expired', async () => {
   const env = setup();
   await signInWithCode(env);
-  // Revoke the refresh token; there is no document for an iframe either.
+  // The refresh token and the ID token stay in memory: a reloaded tab has neither (and here no
+  // document for an iframe either).
   const saved = JSON.parse(env.window.sessionStorage.getItem('credbroker.session'));
-  saved.refreshToken = 'revoked';
-  env.window.sessionStorage.setItem('credbroker.session', JSON.stringify(saved));
+  assert.equal(saved.credentials.accessKeyId, 'ASIA1');
+  assert.deepEqual([saved.refreshToken, saved.idToken], [undefined, undefined]);
+  assert.doesNotMatch(JSON.stringify(saved), /rt-1|eyJ/);
   const restored = setup({ window: env.window });
   restored.clock.time = env.clock.time;
   restored.servers.issued = 1;
@@ -310,10 +312,10 @@ for (const [name, body, expected, contentType] of bodies) {
 test('presigned URLs carry a verifiable query signature', async () => {
   const env = setup();
   await signInWithCode(env);
-  const url = new URL(await env.client.presign(`${ORIGIN}/api/files/report.pdf?v=2`, { expires: 600 }));
+  const url = new URL(await env.client.presign(`${ORIGIN}/api/files/report.pdf?v=2`, { expires: 240 }));
   const p = url.searchParams;
   assert.equal(p.get('v'), '2');
-  assert.equal(p.get('X-Amz-Expires'), '600');
+  assert.equal(p.get('X-Amz-Expires'), '240');
   assert.equal(p.get('X-Amz-Credential'), 'ASIA1/20240501/eu-west-1/execute-api/aws4_request');
   assert.equal(p.get('X-Amz-Security-Token'), 'token-1');
   const signature = p.get('X-Amz-Signature');
@@ -322,10 +324,20 @@ test('presigned URLs carry a verifiable query signature', async () => {
     { method: 'GET', host: url.host, path: url.pathname, query: '?v=2' },
     { accessKeyId: 'ASIA1', secretAccessKey: 'secret-1', sessionToken: 'token-1' },
     new Date(START),
-    600,
+    240,
   );
   assert.equal(again.signature, signature);
   await assert.rejects(env.client.presign('https://evil.example/x'), { code: 'not_api_url' });
+});
+
+test('presign promises no more than the five minutes API Gateway honours', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  const byDefault = new URL(await env.client.presign(`${ORIGIN}/api/files/a.pdf`));
+  assert.equal(byDefault.searchParams.get('X-Amz-Expires'), '300');
+  for (const expires of [301, 3600, 0, -1, Number.NaN]) {
+    await assert.rejects(env.client.presign(`${ORIGIN}/api/files/a.pdf`, { expires }), { code: 'expires_too_long' });
+  }
 });
 
 test("storage: 'local' must be asked for; 'memory' keeps nothing", async () => {

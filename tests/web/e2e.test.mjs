@@ -126,9 +126,51 @@ function assertSigned(request, signedHeaders) {
   assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
 }
 
+/** Another site (served by the test through request interception; nothing leaves the machine). */
+const EVIL = 'http://evil.test/';
+
+/** Serves `html` as the page at `url` of the other site. */
+async function serveEvilPage(context, path, html) {
+  await context.route(`${EVIL}${path}`, (route) => route.fulfill({ contentType: 'text/html; charset=utf-8', body: html }));
+  return `${EVIL}${path}`;
+}
+
+/** Requests the service worker sent for `url` (any method) while `action` ran. */
+async function workerRequestsDuring(context, url, action) {
+  const seen = [];
+  const listener = (request) => {
+    if (request.serviceWorker() && request.url().split('?')[0] === url) seen.push(request);
+  };
+  context.on('request', listener);
+  try {
+    await action();
+  } finally {
+    context.off('request', listener);
+  }
+  return seen;
+}
+
 /** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
 async function navigates(page, url, action) {
   await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
+}
+
+/** Runs one step after another; once one fails the rest are skipped instead of piling up errors. */
+function stepper(t, page, stack) {
+  let failed = false;
+  return (name, fn) =>
+    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
+      try {
+        await fn();
+      } catch (error) {
+        failed = true;
+        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
+        throw new Error(
+          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
+          { cause: error },
+        );
+      }
+    });
 }
 
 test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
@@ -149,21 +191,7 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   const base = stack.url;
   const appUrl = `${base}api/app/`;
 
-  // Run one step after another; once one fails the rest are skipped instead of piling up errors.
-  let failed = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
-      try {
-        await fn();
-      } catch (error) {
-        failed = true;
-        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
-        throw new Error(
-          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
-          { cause: error },
-        );
-      }
-    });
+  const step = stepper(t, page, stack);
 
   let firstKey;
   let identityId;
@@ -228,7 +256,52 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     await page.getByText('No notes yet.').waitFor();
   });
 
+  await step("another site's auto-submitting form cannot post a note with the user's signature", async () => {
+    for (const [variant, meta] of [['a', ''], ['b', '<meta name="referrer" content="no-referrer">']]) {
+      const target = `${appUrl}notes?forged=${variant}`;
+      const attack = await serveEvilPage(context, `csrf-${variant}.html`, `<!doctype html>${meta}<form method="post" action="${target}">
+        <input name="text" value="forged ${variant}"></form><script>document.forms[0].submit()</script>`);
+      const sent = await workerRequestsDuring(context, `${appUrl}notes`, async () => {
+        // The worker sends it through the sign-in page, which continues with a GET of the same path.
+        await navigates(page, target, () => page.goto(attack));
+        await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+      });
+      assert.deepEqual(sent.map((r) => r.method()), ['GET'], `variant ${variant}: only the same-origin GET was sent`);
+      assert.equal(await page.getByRole('listitem').filter({ hasText: 'forged' }).count(), 0, 'no forged note');
+    }
+    await page.getByText('No notes yet.').waitFor();
+  });
+
+  await step('a link from another site is not signed on arrival: it lands through the sign-in page', async () => {
+    const attack = await serveEvilPage(context, 'link.html', `<!doctype html><a href="${base}api/whoami">whoami</a>`);
+    await page.goto(attack);
+    const visited = [];
+    const record = (frame) => frame === page.mainFrame() && visited.push(frame.url());
+    page.on('framenavigated', record);
+    await navigates(page, `${base}api/whoami`, () => page.getByRole('link', { name: 'whoami' }).click());
+    page.off('framenavigated', record);
+    assert.ok(visited.includes(`${base}?next=${encodeURIComponent('/api/whoami')}`), `went ${visited.join(' -> ')}`);
+    assert.equal(JSON.parse(await page.locator('body').textContent()).subject, 'bob');
+  });
+
+  await step('another site cannot frame an app page with the signature', async () => {
+    const attack = await serveEvilPage(context, 'frame.html', `<!doctype html><iframe src="${appUrl}" width="600" height="300"></iframe>`);
+    const sent = await workerRequestsDuring(context, appUrl, async () => {
+      await page.goto(attack);
+      await page.waitForFunction(() => document.querySelector('iframe').contentWindow !== null);
+      await page.waitForTimeout(1_000);
+    });
+    assert.deepEqual(sent.map((r) => r.headers().authorization ?? 'unsigned'), sent.map(() => 'unsigned'));
+    const framed = page.frames().find((f) => f.url().startsWith(appUrl));
+    const text = framed ? await framed.locator('body').textContent() : '';
+    assert.doesNotMatch(text, /Hello, Bob/);
+  });
+
   await step('submits the urlencoded notes form and sees the note after the redirect', async () => {
+    await page.goto(base);
+    await page.locator('#app-link[aria-disabled="false"]').waitFor();
+    await navigates(page, appUrl, () => page.getByRole('link', { name: 'Open /api/app/' }).click());
+    await navigates(page, `${appUrl}notes`, () => page.getByRole('link', { name: 'Your notes' }).click());
     const note = `Signed form post ✓ ${Date.now()}`;
     await page.getByLabel('New note').fill(note);
     const posted = sentByWorker(context, 'POST', `${appUrl}notes`);
@@ -285,17 +358,79 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     assert.match((await sent).headers().authorization, new RegExp(`Credential=${whoami.accessKeyId}/`));
   });
 
-  await step('signs out: the UI says so and /api/app/ navigations land on the sign-in page', async () => {
+  let secondTab;
+
+  await step('a new tab of the signed-in user needs no new sign-in', async () => {
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    secondTab = await context.newPage();
+    secondTab.setDefaultTimeout(STEP_MS);
+    await secondTab.goto(base);
+    await secondTab.getByRole('status').filter({ hasText: 'Signed in as bob@corp.example.' }).waitFor();
+    assert.equal(await secondTab.locator('#identity-id').textContent(), identityId);
+    context.off('response', count);
+    assert.deepEqual(signins, [], 'the new tab took the open tab\'s session');
+  });
+
+  await step('two tabs renew once, and both use the new credentials', async () => {
     await page.goto(base);
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.locator('#signin').waitFor();
-    assert.equal(await page.getByRole('status').textContent(), 'Not signed in.');
+    await page.locator('#session').waitFor();
+    const before = (await callWhoami(page)).accessKeyId;
+    const signins = [];
+    const count = (response) => response.url() === `${base}auth/signin/dev` && signins.push(response.status());
+    context.on('response', count);
+    // Both tabs' renewal timers come due at the same moment.
+    await page.clock.fastForward((CREDENTIAL_LIFETIME_S + 5) * 1000);
+    await page.waitForFunction(() => !document.getElementById('session').hidden);
+    const first = await callWhoami(page);
+    const second = await callWhoami(secondTab);
+    // Give a second renewal, if any, time to show up.
+    await page.waitForTimeout(2_000);
+    context.off('response', count);
+    assert.deepEqual(signins, [200], 'exactly one renewal across the two tabs');
+    assert.notEqual(first.accessKeyId, before, 'renewed');
+    assert.equal(second.accessKeyId, first.accessKeyId, 'the second tab took the renewed credentials');
+  });
+
+  await step('signs out in one tab: the other tab and the worker forget the credentials at once', async () => {
+    await page.goto(base);
+    await page.locator('#session').waitFor();
+    await secondTab.getByRole('button', { name: 'Sign out' }).click();
+    await secondTab.locator('#signin').waitFor();
+    // The first tab says so without a reload.
+    await page.getByRole('status').filter({ hasText: 'Not signed in.' }).waitFor();
     assert.equal(await page.locator('#session').isVisible(), false);
+    await secondTab.close();
     await page.goto(appUrl);
     await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
     await page.getByRole('status').filter({ hasText: 'Sign in to continue to /api/app/.' }).waitFor();
     await page.getByRole('button', { name: 'Sign in with dev' }).waitFor();
     await page.screenshot({ path: `${OUTPUT}signed-out.png`, fullPage: true });
+  });
+
+  await step('a hostile ?next= sends nobody off-site after sign-in', async () => {
+    const offsite = [];
+    await context.route(`${EVIL}**`, (route) => {
+      offsite.push(route.request().url());
+      return route.fulfill({ contentType: 'text/plain', body: 'off-site' });
+    });
+    for (const next of ['/\\evil.test', '/%5Cevil.test', '/%09/evil.test', '//evil.test', '/.//evil.test']) {
+      const start = `${base}?next=${encodeURIComponent(next)}`;
+      await page.goto(start);
+      await page.getByRole('button', { name: 'Sign in with dev' }).click();
+      await page.waitForURL(`${base}dev-idp/authorize?**`);
+      await navigates(page, start, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+      await page.locator('#session').waitFor();
+      await page.waitForTimeout(300);
+      assert.equal(page.url(), start, `after sign-in with next=${next}`);
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.locator('#signin').waitFor();
+    }
+    assert.deepEqual(offsite, []);
+    await context.unroute(`${EVIL}**`);
+    await page.goto(appUrl);
+    await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
   });
 
   await step('signing in again continues to the /api/app/ page the worker sent us from', async () => {
@@ -306,6 +441,80 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
 
   await step('the browser reported no errors', async () => {
+    assert.deepEqual(problems, []);
+  });
+});
+
+// Unsigned navigations (a bookmark in a fresh browser, a hard reload that bypasses the worker, a
+// browser that lost the worker): the gateway answers Accept: text/html with a page that goes to
+// sign-in and back to the very URL asked for, query and fragment included.
+test('unsigned navigations land on sign-in and come back to the URL asked for', { timeout: 3 * 60_000 }, async (t) => {
+  const stack = await startStack();
+  t.after(() => stack.stop());
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const problems = [];
+  context.on('weberror', (error) => problems.push(`page error: ${error.error().message}`));
+  context.on('console', (message) => {
+    // The unsigned navigation itself is a 403 the browser logs; anything else is a problem.
+    if (message.type() === 'error' && !/status of 403/.test(message.text())) problems.push(`console error: ${message.text()}`);
+  });
+  const base = stack.url;
+  const signinFor = (path) => `${base}index.html?next=${encodeURIComponent(path)}`;
+
+  const step = stepper(t, page, stack);
+
+  await step('a deep link in a fresh browser goes to sign-in and back to it, query and fragment included', async () => {
+    const path = '/api/app/notes?sort=new&q=a%20b#latest';
+    const deepLink = `${base}${path.slice(1)}`;
+    await page.goto(deepLink);
+    await page.waitForURL(signinFor(path));
+    await page.getByRole('status').filter({ hasText: `Sign in to continue to ${path}` }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    await navigates(page, deepLink, () => page.getByRole('button', { name: /Bob Admin/ }).click());
+    await page.getByRole('heading', { name: 'Notes of Bob Admin' }).waitFor();
+    assert.equal(page.url(), deepLink);
+  });
+
+  await step('a hard reload that bypasses the worker comes back signed, without a new sign-in', async () => {
+    const about = `${base}api/app/about?from=mail`;
+    // A link on this origin (a typed URL would take the worker's cross-site detour via sign-in).
+    await navigates(page, about, () => page.evaluate((url) => location.assign(url), about));
+    await page.getByRole('heading', { name: 'About' }).waitFor();
+    // Shift+Reload: Chromium's cache-bypassing reload, which also skips the service worker for
+    // that one load (the page's later navigations go through the worker again).
+    const cdp = await context.newCDPSession(page);
+    const unsigned = page.waitForResponse((r) => r.url() === about && r.status() === 403);
+    await cdp.send('Page.reload', { ignoreCache: true });
+    const answer = await unsigned;
+    assert.match(answer.headers()['content-type'], /^text\/html/);
+    await page.waitForURL(signinFor('/api/app/about?from=mail'));
+    await page.waitForURL(about);
+    await page.getByRole('heading', { name: 'About' }).waitFor();
+    await cdp.detach();
+  });
+
+  await step('a worker unregistered mid-session is re-installed silently on the next navigation', async () => {
+    const home = `${base}api/app/?tab=3`;
+    const unregistered = await page.evaluate(async () =>
+      (await Promise.all((await navigator.serviceWorker.getRegistrations()).map((r) => r.unregister()))).filter(Boolean).length,
+    );
+    assert.equal(unregistered, 1);
+    await page.evaluate((url) => location.assign(url), home);
+    await page.waitForURL(signinFor('/api/app/?tab=3'));
+    await page.waitForURL(home);
+    await page.getByRole('heading', { name: 'Hello, Bob Admin!' }).waitFor();
+    assert.equal(await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length), 1);
+  });
+
+  await step('API clients keep the JSON 403 and the browser reported no errors', async () => {
+    const answer = await page.request.get(`${base}api/app/`, { headers: { accept: 'application/json' } });
+    assert.equal(answer.status(), 403);
+    assert.deepEqual(await answer.json(), { message: 'Missing Authentication Token' });
     assert.deepEqual(problems, []);
   });
 });

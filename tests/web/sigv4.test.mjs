@@ -1,4 +1,4 @@
-// Every case of the AWS signing test suite (../shared/sigv4-test-suite/v4), header and query
+// Every case of the AWS signing test suite (tests/data/sigv4-test-suite/v4), header and query
 // forms, byte for byte: canonical request, string to sign, signature and the signed request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createSigner, sha256Hex, SigningKeyCache, canonicalPath, uriEncode, formDecode } from '../../web/sigv4.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const suite = join(root, '..', 'shared', 'sigv4-test-suite', 'v4');
+const suite = join(root, 'tests', 'data', 'sigv4-test-suite', 'v4');
 
 // request.txt: request line, header lines (a line starting with whitespace continues the previous
 // header), an empty line, the body.

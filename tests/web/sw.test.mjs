@@ -13,7 +13,7 @@ const pages = [];
 
 globalThis.self = {
   registration: { scope: `${ORIGIN}/api/` },
-  location: new URL(`${ORIGIN}/credbroker-sw.js`),
+  location: new URL(`${ORIGIN}/credbroker-sw.js?signin=%2F`),
   addEventListener: (type, fn) => listeners.set(type, fn),
   skipWaiting: async () => {},
   clients: { claim: async () => {}, matchAll: async () => pages },
@@ -55,17 +55,28 @@ async function startWorker() {
   await import(`../../web/credbroker-sw.js?generation=${generation++}`);
 }
 
-async function message(data) {
+/** A window of this origin (a page running the client). */
+const PAGE = { type: 'window', url: `${ORIGIN}/` };
+
+async function message(data, source = PAGE) {
   let done;
   const acks = [];
-  listeners.get('message')({ data, ports: [{ postMessage: (m) => acks.push(m) }], waitUntil: (p) => (done = p) });
+  listeners.get('message')({ data, source, ports: [{ postMessage: (m) => acks.push(m) }], waitUntil: (p) => (done = p) });
   await done;
   return acks;
 }
 
-/** Dispatches a fetch event; returns the response promise, or null when the worker let it pass. */
-function dispatch(request, mode) {
+/**
+ * Dispatches a fetch event; returns the response promise, or null when the worker let it pass.
+ * Navigations come from this origin's demo page unless `referrer` says otherwise, as a
+ * top-level document unless `destination` does.
+ */
+function dispatch(request, mode, { referrer = `${ORIGIN}/`, destination = 'document' } = {}) {
   if (mode) Object.defineProperty(request, 'mode', { value: mode });
+  if (mode === 'navigate') {
+    Object.defineProperty(request, 'referrer', { value: referrer });
+    Object.defineProperty(request, 'destination', { value: destination });
+  }
   let response = null;
   listeners.get('fetch')({ request, respondWith: (p) => (response = p) });
   return response;
@@ -82,7 +93,6 @@ const credentialsMessage = (expiresInMs = 3600_000) => ({
   skewMs: 0,
   region: 'eu-west-1',
   service: 'execute-api',
-  signinUrl: '/signin',
 });
 
 test('without credentials a navigation is redirected to the sign-in page with ?next=', async () => {
@@ -152,7 +162,7 @@ test('expiring credentials: open pages are asked; without an answer, sign in aga
   const response = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
   assert.deepEqual(asked, ['credbroker:need-credentials']);
   assert.equal(response.status, 303);
-  assert.equal(new URL(response.headers.get('location')).pathname, '/signin');
+  assert.equal(new URL(response.headers.get('location')).pathname, '/');
   assert.equal(gateway.calls.length, before);
   pages.length = 0;
 });
@@ -173,4 +183,71 @@ test('after sign-out, fetches get a 401 problem and navigations go to sign-in', 
   const nav = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
   assert.equal(nav.status, 303);
   assert.equal(idbData.get('current').credentials, null, 'the secret is gone from IndexedDB');
+});
+
+test('messages from anything but a window of this origin are ignored', async () => {
+  await message(credentialsMessage());
+  for (const source of [null, { type: 'worker', url: `${ORIGIN}/other-sw.js` }, { type: 'window', url: 'https://evil.test/' }]) {
+    // Not even acknowledged (a handled message is: see above).
+    assert.deepEqual(await message({ type: 'credbroker:signout' }, source), []);
+  }
+  assert.ok(idbData.get('current').credentials, 'still signed in');
+});
+
+test('the sign-in page comes from the script URL, and only as a same-origin path', async () => {
+  for (const [signin, expected] of [['%2Fsignin%3Fa%3D1', '/signin'], ['https%3A%2F%2Fevil.test%2F', '/'], ['%2F%5Cevil.test', '/']]) {
+    self.location = new URL(`${ORIGIN}/credbroker-sw.js?signin=${signin}`);
+    await startWorker();
+    await message({ type: 'credbroker:signout' });
+    const response = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+    const location = new URL(response.headers.get('location'));
+    assert.equal(location.origin, ORIGIN);
+    assert.equal(location.pathname, expected);
+  }
+  self.location = new URL(`${ORIGIN}/credbroker-sw.js?signin=%2F`);
+  await startWorker();
+});
+
+test('navigations from another site, or with no referrer, are not signed: they go through the sign-in page', async () => {
+  await message(credentialsMessage());
+  const before = gateway.calls.length;
+  for (const referrer of ['https://evil.test/form.html', '', 'about:client', 'http://127.0.0.1:9999/']) {
+    for (const method of ['GET', 'POST']) {
+      const body = method === 'POST' ? new URLSearchParams({ text: 'forged' }) : undefined;
+      const response = await dispatch(new Request(`${ORIGIN}/api/app/notes?x=1`, { method, body }), 'navigate', { referrer });
+      assert.equal(response.status, 303, `${method} from ${JSON.stringify(referrer)}`);
+      assert.equal(response.headers.get('location'), `${ORIGIN}/?next=%2Fapi%2Fapp%2Fnotes%3Fx%3D1`);
+    }
+  }
+  assert.equal(gateway.calls.length, before, 'nothing was sent to the API');
+  // The same navigation from this origin is signed.
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/notes?x=1`), 'navigate', { referrer: `${ORIGIN}/?next=x` });
+  assert.equal(response.status, 200);
+  assert.match(new Headers(gateway.calls.at(-1).init.headers).get('authorization'), /Credential=ASIA7\//);
+});
+
+test('another site framing an app page gets a 403, unsigned', async () => {
+  const before = gateway.calls.length;
+  const response = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate', { referrer: 'https://evil.test/', destination: 'iframe' });
+  assert.equal(response.status, 403);
+  assert.equal((await response.json()).code, 'cross_site_frame');
+  assert.equal(gateway.calls.length, before);
+});
+
+test('a redirected signed subresource request is not followed with its signature', async () => {
+  await message(credentialsMessage());
+  gateway.api = (u, init) => {
+    assert.equal(init.redirect, 'manual', 'every signed request is sent with manual redirects');
+    return { type: 'opaqueredirect', status: 0, headers: new Headers() };
+  };
+  try {
+    const followed = await dispatch(new Request(`${ORIGIN}/api/app/old`));
+    assert.equal(followed.status, 502);
+    assert.equal((await followed.json()).code, 'redirect_not_followed');
+    // A caller that asked for manual redirects gets the opaque redirect as it is.
+    const manual = await dispatch(new Request(`${ORIGIN}/api/app/old`, { redirect: 'manual' }));
+    assert.equal(manual.type, 'opaqueredirect');
+  } finally {
+    gateway.api = null;
+  }
 });

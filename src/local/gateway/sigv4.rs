@@ -37,6 +37,14 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const EXECUTE_API: &str = "execute-api";
 /// How far `X-Amz-Date` may be from the gateway's clock, either way.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+/// How long API Gateway honours a presigned URL after its `X-Amz-Date`, whatever its
+/// `X-Amz-Expires` says: past five minutes it answers `Signature expired: … (… - 5 min.)`, the
+/// header form's clock-skew message. Observed and reported in
+/// <https://stackoverflow.com/questions/66961500> ("How to increase expiration time in AWS
+/// signature v4 pre-signed links for API Gateway from default 5 min?": an `X-Amz-Expires` above
+/// or below 300 changes nothing). A shorter `X-Amz-Expires` is still honoured here: refusing a
+/// URL its signer meant to be dead is the safe side of that report.
+pub const API_GATEWAY_PRESIGNED_MAX_AGE: Duration = MAX_CLOCK_SKEW;
 /// The longest `X-Amz-Expires` a presigned URL may ask for (seven days).
 pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 604_800;
 
@@ -148,6 +156,9 @@ pub struct Expectations<'a> {
     /// standard), or was appended after signing (what a few services, e.g. IoT, expect).
     /// Header signing needs no such flag: `SignedHeaders` says it.
     pub presigned_token_signed: bool,
+    /// The longest a presigned URL is honoured after its `X-Amz-Date`, whatever `X-Amz-Expires`
+    /// asks for; `None` for services that let `X-Amz-Expires` decide alone (S3, SigV4 itself).
+    pub presigned_max_age: Option<Duration>,
 }
 
 impl<'a> Expectations<'a> {
@@ -159,6 +170,7 @@ impl<'a> Expectations<'a> {
             service: EXECUTE_API,
             normalize_uri_path: true,
             presigned_token_signed: true,
+            presigned_max_age: Some(API_GATEWAY_PRESIGNED_MAX_AGE),
         }
     }
 }
@@ -274,7 +286,7 @@ pub fn verify<T>(
     check_scope(&scope, &parts.amz_date, expect)?;
     let signed_headers = parse_signed_headers(&parts.signed_headers)?;
     check_required_headers_signed(&signed_headers, parts.auth_type)?;
-    check_time(signed_at, parts.expires, expect.now)?;
+    check_time(signed_at, parts.expires, expect)?;
 
     let secret = match lookup(scope.access_key_id) {
         KeyLookup::Live(secret) => secret,
@@ -718,8 +730,12 @@ fn check_required_headers_signed(signed_headers: &[&str], auth_type: AuthType) -
 
 /// Header signatures must be within five minutes of now; presigned ones may not be dated more
 /// than five minutes ahead and are valid for `X-Amz-Expires` seconds.
-fn check_time(signed_at: SystemTime, expires: Option<u64>, now: SystemTime) -> Result<(), SigV4Error> {
-    let now = truncate_to_seconds(now);
+fn check_time(
+    signed_at: SystemTime,
+    expires: Option<u64>,
+    expect: &Expectations<'_>,
+) -> Result<(), SigV4Error> {
+    let now = truncate_to_seconds(expect.now);
     if signed_at > now + MAX_CLOCK_SKEW {
         return Err(SigV4Error::SignatureExpired(format!(
             "Signature not yet current: {} is still later than {} ({} + 5 min.)",
@@ -728,16 +744,24 @@ fn check_time(signed_at: SystemTime, expires: Option<u64>, now: SystemTime) -> R
             format_amz_date(now),
         )));
     }
-    match expires {
-        Some(seconds) if now > signed_at + Duration::from_secs(seconds) => Err(SigV4Error::RequestExpired),
-        Some(_) => Ok(()),
-        None if signed_at + MAX_CLOCK_SKEW < now => Err(SigV4Error::SignatureExpired(format!(
-            "Signature expired: {} is now earlier than {} ({} - 5 min.)",
+    // Header signatures live five minutes; presigned ones `X-Amz-Expires`, capped where the
+    // service caps them (API Gateway: five minutes, with the header form's message).
+    let max_age = match expires {
+        Some(seconds) if now > signed_at + Duration::from_secs(seconds) => {
+            return Err(SigV4Error::RequestExpired);
+        }
+        Some(_) => expect.presigned_max_age,
+        None => Some(MAX_CLOCK_SKEW),
+    };
+    match max_age {
+        Some(max_age) if signed_at + max_age < now => Err(SigV4Error::SignatureExpired(format!(
+            "Signature expired: {} is now earlier than {} ({} - {} min.)",
             format_amz_date(signed_at),
-            format_amz_date(now - MAX_CLOCK_SKEW),
+            format_amz_date(now - max_age),
             format_amz_date(now),
+            max_age.as_secs() / 60,
         ))),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -910,6 +934,8 @@ mod tests {
         token: Option<&'static str>,
         body: SignableBody<'static>,
         checksum: PayloadChecksumKind,
+        /// `X-Amz-Expires` of the query form.
+        expires_in: Duration,
     }
 
     impl Client {
@@ -921,6 +947,7 @@ mod tests {
                 token: Some(TOKEN),
                 body: SignableBody::Bytes(b"{\"a\":1}"),
                 checksum: PayloadChecksumKind::NoHeader,
+                expires_in: Duration::from_secs(60),
             }
         }
 
@@ -943,7 +970,7 @@ mod tests {
                 Credentials::new(AKID, SECRET, self.token.map(str::to_owned), None, "test").into();
             let mut settings = SigningSettings::default();
             settings.signature_location = self.location;
-            settings.expires_in = Some(Duration::from_secs(60));
+            settings.expires_in = Some(self.expires_in);
             settings.payload_checksum_kind = self.checksum;
             let params = aws_sigv4::sign::v4::SigningParams::builder()
                 .identity(&identity)
@@ -1236,6 +1263,36 @@ mod tests {
             verify_at(&request, after, lookup_live).unwrap_err(),
             SigV4Error::RequestExpired
         );
+    }
+
+    #[test]
+    fn api_gateway_refuses_presigned_urls_after_five_minutes_whatever_they_ask() {
+        let request = Client {
+            expires_in: Duration::from_secs(3600),
+            ..Client::query()
+        }
+        .sign();
+        let within = signed_at() + Duration::from_secs(5 * 60);
+        assert!(verify_at(&request, within, lookup_live).is_ok());
+        let after = signed_at() + Duration::from_secs(5 * 60 + 1);
+        assert_eq!(
+            verify_at(&request, after, lookup_live).unwrap_err().to_string(),
+            "Signature expired: 20150830T123600Z is now earlier than 20150830T123601Z \
+             (20150830T124101Z - 5 min.)"
+        );
+        // Where the service lets X-Amz-Expires decide (S3, plain SigV4), the hour holds.
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let signed = SignedRequest {
+            method: request.method().as_str(),
+            target,
+            headers: request.headers(),
+            body: request.body(),
+        };
+        let uncapped = Expectations {
+            presigned_max_age: None,
+            ..Expectations::api_gateway(signed_at() + Duration::from_secs(3599), REGION)
+        };
+        assert!(verify(&signed, &uncapped, lookup_live).is_ok());
     }
 
     #[test]

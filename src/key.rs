@@ -1,0 +1,725 @@
+//! Algorithms and key material: which JOSE algorithms credbroker accepts, one issuer's public
+//! keys parsed from a JWK (RFC 7517/7518), and the key set of one JWKS document.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::untrusted::quote_untrusted;
+
+/// Longest accepted `kid`, in bytes, in a JWK and in a token header. Real IdPs use a few dozen.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// Smallest accepted RSA modulus (RFC 7518 §3.3: 2048 bits or larger).
+const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus aws-lc-rs verifies with the `*_2048_8192_*` parameters.
+const MAX_RSA_BITS: usize = 8192;
+
+/// Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The signature algorithms credbroker accepts. No `none`, no HMAC: a provider's tokens must be
+/// verifiable with its public key only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl Algorithm {
+    /// Every accepted algorithm.
+    pub const ALL: [Algorithm; 9] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    /// The algorithm for a JOSE `alg` name, `None` for anything not accepted.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        // Exact, case-sensitive match (RFC 7515 §4.1.1 names are case-sensitive), so "none",
+        // "HS256" and variants such as "rs256" all fall through to `None`.
+        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The JOSE `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The aws-lc-rs verification parameters for the RSA algorithms, `None` for the others.
+    fn rsa_parameters(self) -> Option<&'static RsaParameters> {
+        match self {
+            Algorithm::RS256 => Some(&sig::RSA_PKCS1_2048_8192_SHA256),
+            Algorithm::RS384 => Some(&sig::RSA_PKCS1_2048_8192_SHA384),
+            Algorithm::RS512 => Some(&sig::RSA_PKCS1_2048_8192_SHA512),
+            Algorithm::PS256 => Some(&sig::RSA_PSS_2048_8192_SHA256),
+            Algorithm::PS384 => Some(&sig::RSA_PSS_2048_8192_SHA384),
+            Algorithm::PS512 => Some(&sig::RSA_PSS_2048_8192_SHA512),
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => None,
+        }
+    }
+}
+
+/// The public key itself, by key type and curve.
+enum PublicKeyMaterial {
+    /// An RSA key; one key serves all six RSA algorithms, so the components are kept.
+    Rsa(RsaPublicKeyComponents<Vec<u8>>),
+    /// A P-256 point, parsed once for ES256.
+    P256(ParsedPublicKey),
+    /// A P-384 point, parsed once for ES384.
+    P384(ParsedPublicKey),
+    /// An Ed25519 key, parsed once for EdDSA.
+    Ed25519(ParsedPublicKey),
+}
+
+impl PublicKeyMaterial {
+    /// Whether a key of this type and curve can make `alg` signatures (RFC 7518 §3).
+    fn supports(&self, alg: Algorithm) -> bool {
+        match self {
+            PublicKeyMaterial::Rsa(_) => alg.rsa_parameters().is_some(),
+            PublicKeyMaterial::P256(_) => alg == Algorithm::ES256,
+            PublicKeyMaterial::P384(_) => alg == Algorithm::ES384,
+            PublicKeyMaterial::Ed25519(_) => alg == Algorithm::EdDSA,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PublicKeyMaterial::Rsa(_) => "RSA",
+            PublicKeyMaterial::P256(_) => "EC P-256",
+            PublicKeyMaterial::P384(_) => "EC P-384",
+            PublicKeyMaterial::Ed25519(_) => "OKP Ed25519",
+        }
+    }
+}
+
+/// A public key that can verify token signatures.
+pub struct VerifyingKey {
+    kid: Option<String>,
+    /// The JWK's own `alg` member: when present, the only algorithm the key may be used with.
+    alg: Option<Algorithm>,
+    material: PublicKeyMaterial,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("kty", &self.material.kind())
+            .finish()
+    }
+}
+
+impl VerifyingKey {
+    /// Parses one JWK (RSA, EC P-256/P-384, OKP Ed25519). Keys with `use` other than `sig`,
+    /// symmetric (`oct`) keys and private keys are refused.
+    pub fn from_jwk(jwk: &Value) -> Result<VerifyingKey, JwkError> {
+        let Value::Object(members) = jwk else {
+            return Err(JwkError("a JWK must be a JSON object".into()));
+        };
+        let kid = optional_string(members, "kid")?;
+        if kid.is_some_and(|kid| kid.len() > MAX_KID_BYTES) {
+            return Err(JwkError(format!("kid is longer than {MAX_KID_BYTES} bytes")));
+        }
+        refuse_private_members(members)?;
+        check_intended_use(members)?;
+        let alg = match optional_string(members, "alg")? {
+            None => None,
+            Some(name) => Some(
+                Algorithm::from_name(name)
+                    .ok_or_else(|| JwkError(format!("alg `{}` is not accepted", quote_untrusted(name))))?,
+            ),
+        };
+        let material = match required_string(members, "kty")? {
+            "RSA" => rsa_material(members)?,
+            "EC" => ec_material(members)?,
+            "OKP" => okp_material(members)?,
+            "oct" => return Err(JwkError("symmetric (oct) keys are never accepted".into())),
+            other => {
+                return Err(JwkError(format!(
+                    "kty `{}` is not supported",
+                    quote_untrusted(other)
+                )));
+            }
+        };
+        if let Some(alg) = alg.filter(|alg| !material.supports(*alg)) {
+            return Err(JwkError(format!(
+                "alg {} does not fit a {} key",
+                alg.name(),
+                material.kind()
+            )));
+        }
+        Ok(VerifyingKey {
+            kid: kid.map(str::to_string),
+            alg,
+            material,
+        })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// Whether a signature made with `alg` can come from this key (key type, curve and the JWK's
+    /// own `alg` member when present).
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.material.supports(alg) && self.alg.is_none_or(|own| own == alg)
+    }
+
+    /// Verifies `signature` over `message`.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        if !self.allows(alg) {
+            return false;
+        }
+        match &self.material {
+            PublicKeyMaterial::Rsa(components) => alg
+                .rsa_parameters()
+                .is_some_and(|params| components.verify(params, message, signature).is_ok()),
+            PublicKeyMaterial::P256(key) | PublicKeyMaterial::P384(key) | PublicKeyMaterial::Ed25519(key) => {
+                key.verify_sig(message, signature).is_ok()
+            }
+        }
+    }
+}
+
+/// `member` as a string when present; an error when present with another type.
+fn optional_string<'a>(members: &'a Map<String, Value>, member: &str) -> Result<Option<&'a str>, JwkError> {
+    match members.get(member) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(JwkError(format!("`{member}` is not a string"))),
+    }
+}
+
+fn required_string<'a>(members: &'a Map<String, Value>, member: &str) -> Result<&'a str, JwkError> {
+    optional_string(members, member)?.ok_or_else(|| JwkError(format!("`{member}` is missing")))
+}
+
+/// A required base64url member, decoded (RFC 7518 §6: base64url without padding).
+fn required_bytes(members: &Map<String, Value>, member: &str) -> Result<Vec<u8>, JwkError> {
+    URL_SAFE_NO_PAD
+        .decode(required_string(members, member)?)
+        .map_err(|_| JwkError(format!("`{member}` is not base64url without padding")))
+}
+
+/// A published private key is a leak at the IdP, and an `oct` secret would let anyone who reads
+/// the JWKS mint tokens: neither is ever used to verify.
+fn refuse_private_members(members: &Map<String, Value>) -> Result<(), JwkError> {
+    match PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+        Some(member) => Err(JwkError(format!(
+            "has private member `{member}`; only public keys are used"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// RFC 7517 §4.2/§4.3: a key meant for encryption, or whose `key_ops` do not include
+/// `verify`, must not verify signatures.
+fn check_intended_use(members: &Map<String, Value>) -> Result<(), JwkError> {
+    if let Some(key_use) = optional_string(members, "use")? {
+        if key_use != "sig" {
+            return Err(JwkError(format!(
+                "use is `{}`, not `sig`",
+                quote_untrusted(key_use)
+            )));
+        }
+    }
+    match members.get("key_ops") {
+        None => Ok(()),
+        Some(Value::Array(ops)) if ops.iter().any(|op| op.as_str() == Some("verify")) => Ok(()),
+        Some(_) => Err(JwkError("key_ops does not include `verify`".into())),
+    }
+}
+
+/// `bytes` without leading zero octets: aws-lc-rs wants minimal big-endian integers, and some
+/// IdPs pad the modulus with a zero octet.
+fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default().to_vec()
+}
+
+/// The number of significant bits of a minimal big-endian integer.
+fn bit_length(minimal: &[u8]) -> usize {
+    match minimal.first() {
+        None => 0,
+        Some(first) => minimal.len() * 8 - first.leading_zeros() as usize,
+    }
+}
+
+fn rsa_material(members: &Map<String, Value>) -> Result<PublicKeyMaterial, JwkError> {
+    let n = strip_leading_zeros(&required_bytes(members, "n")?);
+    let e = strip_leading_zeros(&required_bytes(members, "e")?);
+    let bits = bit_length(&n);
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(JwkError(format!(
+            "RSA modulus has {bits} bits, outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
+        )));
+    }
+    let components = RsaPublicKeyComponents { n, e };
+    // Parsing once here rejects inconsistent keys (e.g. an even or zero exponent) at load time
+    // instead of at every verification.
+    components
+        .to_parsed_public_key(&sig::RSA_PKCS1_2048_8192_SHA256)
+        .map_err(|_| JwkError("RSA key is not valid".into()))?;
+    Ok(PublicKeyMaterial::Rsa(components))
+}
+
+fn ec_material(members: &Map<String, Value>) -> Result<PublicKeyMaterial, JwkError> {
+    let crv = required_string(members, "crv")?;
+    type Wrap = fn(ParsedPublicKey) -> PublicKeyMaterial;
+    let (coordinate_len, algorithm, wrap): (usize, &'static sig::EcdsaVerificationAlgorithm, Wrap) = match crv
+    {
+        "P-256" => (32, &sig::ECDSA_P256_SHA256_FIXED, PublicKeyMaterial::P256),
+        "P-384" => (48, &sig::ECDSA_P384_SHA384_FIXED, PublicKeyMaterial::P384),
+        other => {
+            return Err(JwkError(format!(
+                "EC curve `{}` is not supported",
+                quote_untrusted(other)
+            )));
+        }
+    };
+    let x = required_bytes(members, "x")?;
+    let y = required_bytes(members, "y")?;
+    if x.len() != coordinate_len || y.len() != coordinate_len {
+        return Err(JwkError(format!(
+            "{crv} coordinates must be {coordinate_len} bytes each"
+        )));
+    }
+    // SEC 1 uncompressed point: 0x04 || x || y. Parsing checks the point is on the curve.
+    let point: Vec<u8> = [&[0x04][..], &x, &y].concat();
+    let key = ParsedPublicKey::new(algorithm, point)
+        .map_err(|_| JwkError(format!("{crv} point is not on the curve")))?;
+    Ok(wrap(key))
+}
+
+fn okp_material(members: &Map<String, Value>) -> Result<PublicKeyMaterial, JwkError> {
+    let crv = required_string(members, "crv")?;
+    if crv != "Ed25519" {
+        return Err(JwkError(format!(
+            "OKP curve `{}` is not supported",
+            quote_untrusted(crv)
+        )));
+    }
+    let x = required_bytes(members, "x")?;
+    if x.len() != sig::ED25519_PUBLIC_KEY_LEN {
+        return Err(JwkError("Ed25519 x must be 32 bytes".into()));
+    }
+    let key =
+        ParsedPublicKey::new(&sig::ED25519, x).map_err(|_| JwkError("Ed25519 key is not valid".into()))?;
+    Ok(PublicKeyMaterial::Ed25519(key))
+}
+
+/// Why a JWK or JWKS document is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("unusable key: {0}")]
+pub struct JwkError(pub String);
+
+/// Why [`KeySet::select`] found no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    /// No key has the token's `kid`, or (without a `kid`) none fits its `alg`.
+    Unknown,
+    /// The token has no `kid` and several keys fit its `alg`.
+    Ambiguous {
+        /// How many keys fit.
+        fitting: usize,
+    },
+}
+
+/// The keys of one JWKS document; unusable entries are skipped, not fatal.
+#[derive(Debug, Default, Clone)]
+pub struct KeySet {
+    keys: Vec<Arc<VerifyingKey>>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document (`{"keys": [...]}`).
+    ///
+    /// Entries credbroker cannot use (encryption keys, unsupported curves, small RSA keys...)
+    /// are skipped. A document that is not a JWKS, or in which no key is usable, is an error,
+    /// so that a cache keeps its last good keys rather than swapping them for nothing.
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, JwkError> {
+        let document: Value =
+            serde_json::from_slice(bytes).map_err(|e| JwkError(format!("the JWKS is not JSON: {e}")))?;
+        let Some(Value::Array(entries)) = document.get("keys") else {
+            return Err(JwkError("not a JWKS: no `keys` array".into()));
+        };
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match VerifyingKey::from_jwk(entry) {
+                Ok(key) => keys.push(Arc::new(key)),
+                Err(error) => tracing::debug!(%error, "skipping a JWKS entry"),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwkError(format!(
+                "none of the {} JWKS entries is usable",
+                entries.len()
+            )));
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// The key a token signed with `alg` (and `kid`, when it names one) must be checked with.
+    ///
+    /// With a `kid`, the key of that id (whether it allows `alg` is judged at verification, so a
+    /// mismatch says `unsupported_algorithm`). Without one (RFC 7515 §4.1.4 makes `kid`
+    /// optional): the set's only key; else the one key whose type, curve and own `alg` allow
+    /// `alg` — every key here is a signature key (`use: sig` or no `use`: others are refused when
+    /// the set is parsed). Guessing between several keys that fit would try signatures until one
+    /// verifies, so that is refused as [`KeyMiss::Ambiguous`].
+    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyingKey>, KeyMiss> {
+        if let Some(kid) = kid {
+            return self
+                .keys
+                .iter()
+                .find(|key| key.kid() == Some(kid))
+                .cloned()
+                .ok_or(KeyMiss::Unknown);
+        }
+        if let [only] = self.keys.as_slice() {
+            return Ok(Arc::clone(only));
+        }
+        let mut fitting = self.keys.iter().filter(|key| key.allows(alg));
+        match (fitting.next(), fitting.count()) {
+            (None, _) => Err(KeyMiss::Unknown),
+            (Some(key), 0) => Ok(Arc::clone(key)),
+            (Some(_), others) => Err(KeyMiss::Ambiguous { fitting: others + 1 }),
+        }
+    }
+
+    /// The number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::local::signing_key::SigningKey;
+
+    fn jwks(keys: &[&SigningKey]) -> String {
+        json!({"keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>()}).to_string()
+    }
+
+    fn from_jwk_error(jwk: Value) -> String {
+        VerifyingKey::from_jwk(&jwk).unwrap_err().to_string()
+    }
+
+    fn rsa_jwk() -> Value {
+        SigningKey::generate(Algorithm::RS256, "r").public_jwk()
+    }
+
+    #[test]
+    fn algorithm_names_round_trip_and_nothing_else_is_accepted() {
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.name()), Some(alg));
+        }
+        for name in [
+            "none", "HS256", "HS384", "HS512", "rs256", "ES512", "Ed25519", "RSA-OAEP", "",
+        ] {
+            assert_eq!(Algorithm::from_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn each_key_type_allows_only_its_algorithms() {
+        let allowed = |alg: Algorithm| {
+            let key = VerifyingKey::from_jwk(&{
+                let mut jwk = SigningKey::generate(alg, "k").public_jwk();
+                jwk.as_object_mut().unwrap().remove("alg");
+                jwk
+            })
+            .unwrap();
+            Algorithm::ALL
+                .into_iter()
+                .filter(|a| key.allows(*a))
+                .collect::<Vec<_>>()
+        };
+        use Algorithm::*;
+        assert_eq!(allowed(RS256), vec![RS256, RS384, RS512, PS256, PS384, PS512]);
+        assert_eq!(allowed(ES256), vec![ES256]);
+        assert_eq!(allowed(ES384), vec![ES384]);
+        assert_eq!(allowed(EdDSA), vec![EdDSA]);
+    }
+
+    #[test]
+    fn a_jwk_alg_restricts_the_key() {
+        let key = VerifyingKey::from_jwk(&SigningKey::generate(Algorithm::PS384, "k").public_jwk()).unwrap();
+        let allowed: Vec<_> = Algorithm::ALL.into_iter().filter(|a| key.allows(*a)).collect();
+        assert_eq!(allowed, vec![Algorithm::PS384]);
+        assert_eq!(key.kid(), Some("k"));
+    }
+
+    #[test]
+    fn a_key_never_verifies_an_algorithm_it_does_not_allow() {
+        let signer = SigningKey::generate(Algorithm::PS256, "k");
+        let key = VerifyingKey::from_jwk(&signer.public_jwk()).unwrap();
+        let signature = signer.sign(b"message");
+        assert!(key.verify(Algorithm::PS256, b"message", &signature));
+        assert!(!key.verify(Algorithm::PS256, b"messagE", &signature));
+        assert!(!key.verify(Algorithm::RS256, b"message", &signature));
+    }
+
+    #[test]
+    fn symmetric_private_and_encryption_keys_are_refused() {
+        assert!(from_jwk_error(json!({"kty": "oct", "k": "c2VjcmV0"})).contains("private member `k`"));
+        assert!(from_jwk_error(json!({"kty": "oct"})).contains("oct"));
+        let mut private = rsa_jwk();
+        private["d"] = json!("AQAB");
+        assert!(from_jwk_error(private).contains("private member `d`"));
+        let mut encryption = rsa_jwk();
+        encryption["use"] = json!("enc");
+        assert!(from_jwk_error(encryption).contains("use is `enc`"));
+        let mut ops = rsa_jwk();
+        ops["key_ops"] = json!(["encrypt", "sign"]);
+        assert!(from_jwk_error(ops).contains("key_ops"));
+        let mut ops = rsa_jwk();
+        ops["key_ops"] = json!(["verify"]);
+        assert!(VerifyingKey::from_jwk(&ops).is_ok());
+        let mut no_use = rsa_jwk();
+        no_use.as_object_mut().unwrap().remove("use");
+        assert!(VerifyingKey::from_jwk(&no_use).is_ok());
+    }
+
+    #[test]
+    fn malformed_jwks_entries_are_refused() {
+        assert!(from_jwk_error(json!("RSA")).contains("JSON object"));
+        assert!(from_jwk_error(json!({"n": "AQAB", "e": "AQAB"})).contains("`kty` is missing"));
+        assert!(from_jwk_error(json!({"kty": "DSA"})).contains("kty `DSA`"));
+        let mut bad_alg = rsa_jwk();
+        bad_alg["alg"] = json!("HS256");
+        assert!(from_jwk_error(bad_alg).contains("alg `HS256`"));
+        let mut wrong_family = rsa_jwk();
+        wrong_family["alg"] = json!("ES256");
+        assert!(from_jwk_error(wrong_family).contains("does not fit"));
+        let mut long_kid = rsa_jwk();
+        long_kid["kid"] = json!("k".repeat(MAX_KID_BYTES + 1));
+        assert!(from_jwk_error(long_kid).contains("kid"));
+        let mut numeric_kid = rsa_jwk();
+        numeric_kid["kid"] = json!(7);
+        assert!(from_jwk_error(numeric_kid).contains("`kid` is not a string"));
+        let mut padded = rsa_jwk();
+        padded["e"] = json!("AQAB=");
+        assert!(from_jwk_error(padded).contains("`e` is not base64url"));
+    }
+
+    #[test]
+    fn small_rsa_moduli_are_refused_and_leading_zeros_tolerated() {
+        let mut small = rsa_jwk();
+        small["n"] = json!(URL_SAFE_NO_PAD.encode([0xC1u8; 128]));
+        assert!(from_jwk_error(small).contains("1024 bits"));
+
+        let signer = SigningKey::generate(Algorithm::RS256, "k");
+        let mut padded = signer.public_jwk();
+        let n = URL_SAFE_NO_PAD.decode(padded["n"].as_str().unwrap()).unwrap();
+        padded["n"] = json!(URL_SAFE_NO_PAD.encode([&[0u8][..], &n].concat()));
+        let key = VerifyingKey::from_jwk(&padded).unwrap();
+        assert!(key.verify(Algorithm::RS256, b"m", &signer.sign(b"m")));
+    }
+
+    #[test]
+    fn curve_points_are_checked() {
+        let p256 = SigningKey::generate(Algorithm::ES256, "k").public_jwk();
+        let mut short = p256.clone();
+        short["x"] = json!(URL_SAFE_NO_PAD.encode([1u8; 31]));
+        assert!(from_jwk_error(short).contains("32 bytes"));
+        let mut off_curve = p256.clone();
+        off_curve["y"] = json!(URL_SAFE_NO_PAD.encode([1u8; 32]));
+        assert!(from_jwk_error(off_curve).contains("not on the curve"));
+        let mut p521 = p256.clone();
+        p521["crv"] = json!("P-521");
+        assert!(from_jwk_error(p521).contains("P-521"));
+        let mut p384_claim = p256;
+        p384_claim["crv"] = json!("P-384");
+        p384_claim["alg"] = json!("ES384");
+        assert!(from_jwk_error(p384_claim).contains("48 bytes"));
+
+        let ed = SigningKey::generate(Algorithm::EdDSA, "k").public_jwk();
+        let mut x25519 = ed.clone();
+        x25519["crv"] = json!("X25519");
+        assert!(from_jwk_error(x25519).contains("X25519"));
+        let mut long = ed;
+        long["x"] = json!(URL_SAFE_NO_PAD.encode([1u8; 33]));
+        assert!(from_jwk_error(long).contains("32 bytes"));
+    }
+
+    #[test]
+    fn key_sets_skip_unusable_entries() {
+        let good = SigningKey::generate(Algorithm::ES256, "good");
+        let document = json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+            {"kty": "RSA", "use": "enc", "kid": "enc", "n": "AQAB", "e": "AQAB"},
+            good.public_jwk(),
+        ]});
+        let set = KeySet::from_json(document.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(
+            set.select(Some("good"), Algorithm::ES256).unwrap().kid(),
+            Some("good")
+        );
+        assert_eq!(
+            set.select(Some("hmac"), Algorithm::ES256).unwrap_err(),
+            KeyMiss::Unknown
+        );
+        assert_eq!(set.select(None, Algorithm::ES256).unwrap().kid(), Some("good"));
+    }
+
+    /// The JWK of `key` without its own `alg` member (many IdPs publish keys that way).
+    fn without_alg(key: &SigningKey) -> Value {
+        let mut jwk = key.public_jwk();
+        jwk.as_object_mut().unwrap().remove("alg");
+        jwk
+    }
+
+    fn set_of(jwks: &[Value]) -> KeySet {
+        KeySet::from_json(json!({ "keys": jwks }).to_string().as_bytes()).unwrap()
+    }
+
+    fn selected(set: &KeySet, kid: Option<&str>, alg: Algorithm) -> Result<Option<String>, KeyMiss> {
+        set.select(kid, alg).map(|key| key.kid().map(str::to_string))
+    }
+
+    #[test]
+    fn with_a_kid_the_kid_decides() {
+        let (a, b) = (
+            SigningKey::generate(Algorithm::ES256, "a"),
+            SigningKey::generate(Algorithm::EdDSA, "b"),
+        );
+        let set = KeySet::from_json(jwks(&[&a, &b]).as_bytes()).unwrap();
+        assert_eq!(selected(&set, Some("b"), Algorithm::EdDSA), Ok(Some("b".into())));
+        // The alg mismatch is for verification to report (`unsupported_algorithm`).
+        assert_eq!(selected(&set, Some("b"), Algorithm::ES256), Ok(Some("b".into())));
+        assert_eq!(selected(&set, Some("c"), Algorithm::ES256), Err(KeyMiss::Unknown));
+    }
+
+    #[test]
+    fn without_kid_the_one_key_that_fits_the_alg_is_chosen() {
+        use Algorithm::*;
+        let rsa = SigningKey::generate(RS256, "r");
+        let (p256, p384, ed) = (
+            SigningKey::generate(ES256, "p256"),
+            SigningKey::generate(ES384, "p384"),
+            SigningKey::generate(EdDSA, "ed"),
+        );
+        // Key type and curve decide, even when the JWKs carry no `alg`.
+        let set = set_of(&[
+            without_alg(&rsa),
+            without_alg(&p256),
+            without_alg(&p384),
+            without_alg(&ed),
+        ]);
+        assert_eq!(selected(&set, None, RS256), Ok(Some("r".into())));
+        assert_eq!(selected(&set, None, PS512), Ok(Some("r".into())));
+        assert_eq!(selected(&set, None, ES256), Ok(Some("p256".into())));
+        assert_eq!(selected(&set, None, ES384), Ok(Some("p384".into())));
+        assert_eq!(selected(&set, None, EdDSA), Ok(Some("ed".into())));
+        // The JWK's own `alg` narrows an RSA key: one RS256 key and one PS256 key never clash.
+        let ps = SigningKey::generate(PS256, "ps");
+        let set = set_of(&[rsa.public_jwk(), ps.public_jwk()]);
+        assert_eq!(selected(&set, None, RS256), Ok(Some("r".into())));
+        assert_eq!(selected(&set, None, PS256), Ok(Some("ps".into())));
+        assert_eq!(selected(&set, None, RS384), Err(KeyMiss::Unknown));
+    }
+
+    #[test]
+    fn without_kid_several_fitting_keys_are_ambiguous() {
+        use Algorithm::*;
+        let (a, b, c) = (
+            SigningKey::generate(ES256, "a"),
+            SigningKey::generate(ES256, "b"),
+            SigningKey::generate(EdDSA, "c"),
+        );
+        let set = KeySet::from_json(jwks(&[&a, &b, &c]).as_bytes()).unwrap();
+        assert_eq!(
+            selected(&set, None, ES256),
+            Err(KeyMiss::Ambiguous { fitting: 2 })
+        );
+        assert_eq!(selected(&set, None, EdDSA), Ok(Some("c".into())));
+        assert_eq!(selected(&set, None, ES384), Err(KeyMiss::Unknown));
+        // An RSA key without `alg` fits all six RSA algorithms, so it clashes with an RS256 one.
+        let (r1, r2) = (
+            SigningKey::generate(RS256, "r1"),
+            SigningKey::generate(PS256, "r2"),
+        );
+        let set = set_of(&[r1.public_jwk(), without_alg(&r2)]);
+        assert_eq!(
+            selected(&set, None, RS256),
+            Err(KeyMiss::Ambiguous { fitting: 2 })
+        );
+        assert_eq!(selected(&set, None, PS256), Ok(Some("r2".into())));
+        // Encryption keys are not candidates: they never enter the set.
+        let mut encryption = without_alg(&r2);
+        encryption["use"] = json!("enc");
+        let set = set_of(&[r1.public_jwk(), encryption, c.public_jwk()]);
+        assert_eq!(selected(&set, None, RS256), Ok(Some("r1".into())));
+    }
+
+    #[test]
+    fn without_kid_a_single_key_is_used_whatever_the_alg() {
+        // Verification then refuses the mismatch as `unsupported_algorithm`, as with a kid.
+        let only = SigningKey::generate(Algorithm::ES256, "only");
+        let set = KeySet::from_json(jwks(&[&only]).as_bytes()).unwrap();
+        assert_eq!(selected(&set, None, Algorithm::RS256), Ok(Some("only".into())));
+    }
+
+    #[test]
+    fn documents_that_are_not_jwks_are_errors() {
+        for document in [
+            "garbage",
+            "[]",
+            r#"{"keys": {}}"#,
+            r#"{"key": []}"#,
+            r#"{"keys": []}"#,
+            r#"{"keys": [{"kty": "oct"}]}"#,
+        ] {
+            assert!(KeySet::from_json(document.as_bytes()).is_err(), "{document}");
+        }
+    }
+}
