@@ -6,7 +6,11 @@
 //! CORS is an allowlist: a request carrying an `Origin` that is not listed is refused outright
 //! (403 `origin_not_allowed`), preflights of listed origins are answered here, and every
 //! response to a listed origin — errors included — carries the CORS headers, so browsers show
-//! the real error instead of an opaque CORS failure.
+//! the real error instead of an opaque CORS failure. A same-origin request (its `Origin` names
+//! the `Host` it was sent to, over https or to a loopback host) is not cross-origin and passes
+//! without being listed: the deployed client under `/web/` on the API origin signs in that way,
+//! and the template cannot list the API's own URL in the configuration the API's function reads
+//! (a dependency cycle).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -58,6 +62,7 @@ pub fn routes(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/auth/signin/{provider}", post(sign_in))
         .route("/auth/config", get(client_config))
+        .route("/auth/identity-keys", get(identity_keys))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(broker)
 }
@@ -95,11 +100,33 @@ impl Cors {
     }
 }
 
+/// Whether `origin` is the origin the request was sent to: the same host and port as `Host`,
+/// over https (or plain http to a loopback host, as `credbroker serve` runs locally). Browsers
+/// set both headers themselves, so a page cannot claim another page's origin this way.
+fn is_same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(HeaderValue::to_str)) else {
+        return false;
+    };
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    url.origin().ascii_serialization() == origin
+        && authority.eq_ignore_ascii_case(host)
+        && crate::config::is_acceptable_url(&url)
+}
+
 async fn cors_layer(State(cors): State<Cors>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
     if !cors.lists(&origin) {
+        if is_same_origin(&origin, request.headers().get(header::HOST)) {
+            return next.run(request).await;
+        }
         if request.uri().path().starts_with(cors.refuse_under) {
             let shown = String::from_utf8_lossy(origin.as_bytes())
                 .chars()
@@ -152,6 +179,8 @@ struct SignInResponse {
     subject: String,
     credentials: CredentialsBody,
     claims: Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_assertion: Option<String>,
     server_time: String,
 }
 
@@ -378,6 +407,7 @@ fn sign_in_body(signed_in: SignIn) -> SignInResponse {
             expiration: rfc3339(credentials.expiration),
         },
         claims: signed_in.claims,
+        identity_assertion: signed_in.identity_assertion,
         server_time: rfc3339(SystemTime::now()),
     }
 }
@@ -388,6 +418,13 @@ pub fn rfc3339(at: SystemTime) -> String {
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `GET /auth/identity-keys`: the JWKS apps verify identity assertions with (404 when this broker
+/// signs none).
+async fn identity_keys(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    let signer = broker.identity_signer().ok_or(ApiError::NotFound)?;
+    Ok(Json(signer.public_keys()).into_response())
 }
 
 /// `GET /auth/config`.
@@ -488,6 +525,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn same_origin_means_the_host_the_request_was_sent_to() {
+        let same = |origin: &str, host: &str| {
+            is_same_origin(
+                &HeaderValue::from_str(origin).unwrap(),
+                Some(&HeaderValue::from_str(host).unwrap()),
+            )
+        };
+        let api = "abc123.execute-api.eu-west-1.amazonaws.com";
+        assert!(same(&format!("https://{api}"), api));
+        assert!(
+            same("https://api.example.com", "API.Example.com"),
+            "hosts compare without case"
+        );
+        assert!(same("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(!same(&format!("http://{api}"), api), "plain http off loopback");
+        assert!(!same("https://evil.example", api));
+        assert!(!same(&format!("https://{api}.evil.example"), api));
+        assert!(!same(&format!("https://{api}:8443"), api), "another port");
+        assert!(!same("http://127.0.0.1:8081", "127.0.0.1:8080"));
+        assert!(!same(&format!("https://{api}/"), api), "not an origin");
+        assert!(!same("null", "null"));
+        let origin = HeaderValue::from_str(&format!("https://{api}")).unwrap();
+        assert!(!is_same_origin(&origin, None), "no Host, no match");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::ApiError;
+use crate::identity::{self, IdentitySigner};
 use crate::jwks::JwksPolicy;
 use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
 use crate::provider::{Provider, VerifiedToken};
@@ -29,6 +30,9 @@ pub struct SignIn {
     pub credentials: AwsCredentials,
     /// The claims the provider is configured to expose.
     pub claims: Claims,
+    /// The broker's signed statement of all of the above for the apps behind the API
+    /// ([`crate::identity`]), when the broker has an identity signer.
+    pub identity_assertion: Option<String>,
 }
 
 /// The sign-in service: providers, their key caches, and the identity pool.
@@ -40,6 +44,7 @@ pub struct Broker {
     limits: Limits,
     http: reqwest::Client,
     policy: JwksPolicy,
+    identity_signer: Option<Arc<dyn IdentitySigner>>,
 }
 
 impl Broker {
@@ -74,7 +79,18 @@ impl Broker {
             limits: config.limits.clone(),
             http,
             policy,
+            identity_signer: None,
         })
+    }
+
+    /// Signs an identity assertion at every sign-in from now on (the dev stack's own key).
+    pub(crate) fn set_identity_signer(&mut self, signer: Arc<dyn IdentitySigner>) {
+        self.identity_signer = Some(signer);
+    }
+
+    /// The identity signer, when there is one (`GET /auth/identity-keys` publishes its keys).
+    pub fn identity_signer(&self) -> Option<&dyn IdentitySigner> {
+        self.identity_signer.as_deref()
     }
 
     /// Adds a provider built outside the configuration (the dev stack's dev provider).
@@ -148,13 +164,18 @@ impl Broker {
         telemetry::record_pool_call("GetCredentialsForIdentity", started, &credentials);
         let credentials = credentials?;
         tracing::debug!(provider = provider_name, %identity_id, "signed in");
-        Ok(SignIn {
+        let mut signed_in = SignIn {
             identity_id,
             provider: provider_name.to_string(),
             subject: verified.subject,
             claims: provider.exposed_claims(&verified.claims),
             credentials,
-        })
+            identity_assertion: None,
+        };
+        signed_in.identity_assertion = self
+            .identity_signer()
+            .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
+        Ok(signed_in)
     }
 
     /// Verifies a bearer ID token that names no provider (the bearer authorizer): the providers

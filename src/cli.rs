@@ -71,7 +71,7 @@ struct DevArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// The TOML config file.
+    /// The config file (TOML, or JSON as `template.yaml` renders it).
     #[arg(long, env = crate::config::CONFIG_FILE_ENV)]
     config: PathBuf,
     /// Address to listen on.

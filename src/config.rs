@@ -1,5 +1,10 @@
-//! The one typed configuration, read from TOML (a file, or the `CREDBROKER_CONFIG` environment
-//! variable in Lambda) and validated once at start-up.
+//! The one typed configuration, read from TOML or JSON (a file, or the `CREDBROKER_CONFIG`
+//! environment variable in Lambda) and validated once at start-up.
+//!
+//! JSON is there for generated configuration: `template.yaml` builds it with `Fn::ToJsonString`
+//! from the stack's parameters, where assembling TOML text would take nested string joins. Both
+//! formats deserialize into the same types and go through the same validation, so a key means
+//! the same thing and an error reads the same in either.
 //!
 //! Unknown keys are errors, not warnings: a misspelt `audiences` would otherwise silently turn
 //! into "no audience check configured". Every [`ConfigError`] names the offending key and says
@@ -14,9 +19,10 @@ use url::Url;
 use crate::authorizer::RoutePattern;
 use crate::rules::Rule;
 
-/// The environment variable that holds the whole TOML configuration (used by the Lambda binary).
+/// The environment variable that holds the whole configuration, TOML or JSON (used by the Lambda
+/// binaries).
 pub const CONFIG_ENV: &str = "CREDBROKER_CONFIG";
-/// The environment variable that names a TOML configuration file (an alternative to [`CONFIG_ENV`]).
+/// The environment variable that names a configuration file (an alternative to [`CONFIG_ENV`]).
 pub const CONFIG_FILE_ENV: &str = "CREDBROKER_CONFIG_FILE";
 
 /// The validated configuration of a broker.
@@ -271,9 +277,11 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Neither `CREDBROKER_CONFIG` nor `CREDBROKER_CONFIG_FILE` is set.
-    #[error("no configuration: set {CONFIG_ENV} to the TOML text or {CONFIG_FILE_ENV} to a file path")]
+    #[error(
+        "no configuration: set {CONFIG_ENV} to the TOML or JSON text or {CONFIG_FILE_ENV} to a file path"
+    )]
     Missing,
-    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    /// The TOML or JSON is malformed or has an unknown key or a value of the wrong type.
     #[error("invalid config: {0}")]
     Syntax(String),
     /// A key has a value credbroker cannot work with.
@@ -288,6 +296,18 @@ pub enum ConfigError {
     },
 }
 
+/// Removes `null` object members, at every depth.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            members.retain(|_, member| !member.is_null());
+            members.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -297,6 +317,17 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<St
 }
 
 impl Config {
+    /// Parses and validates configuration text in either format. A JSON configuration is an
+    /// object, so text whose first non-blank character is `{` is JSON; a TOML document cannot
+    /// start with `{` (its top level holds only `key = value` pairs, tables and comments).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if text.trim_start().starts_with('{') {
+            Config::from_json(text)
+        } else {
+            Config::from_toml(text)
+        }
+    }
+
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
@@ -304,20 +335,34 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and validates a TOML file.
+    /// Parses and validates JSON text (one object with the same keys as the TOML form). A member
+    /// whose value is `null` counts as absent: that is how a template's `AWS::NoValue` may come
+    /// out of `Fn::ToJsonString` (SAM CLI's implementation of it renders `null`), and TOML has
+    /// no null to mean anything else. A `null` list item stays an error: dropping it could drop
+    /// a `require` rule.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let syntax = |e: serde_json::Error| ConfigError::Syntax(format!("JSON: {e}"));
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(syntax)?;
+        drop_nulls(&mut value);
+        let config: Config = serde_json::from_value(value).map_err(syntax)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a configuration file, TOML or JSON (see [`Config::parse`]).
     pub fn from_file(path: &str) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_string(),
             source,
         })?;
-        Config::from_toml(&text)
+        Config::parse(&text)
     }
 
-    /// Reads the configuration the way the Lambda binary does: `CREDBROKER_CONFIG` (TOML text)
-    /// or `CREDBROKER_CONFIG_FILE` (a path).
+    /// Reads the configuration the way the Lambda binaries do: `CREDBROKER_CONFIG` (TOML or JSON
+    /// text) or `CREDBROKER_CONFIG_FILE` (a path).
     pub fn from_env() -> Result<Config, ConfigError> {
         if let Ok(text) = std::env::var(CONFIG_ENV) {
-            return Config::from_toml(&text);
+            return Config::parse(&text);
         }
         if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
             return Config::from_file(&path);
@@ -686,6 +731,63 @@ mod tests {
         assert_eq!(config.identity_pool.region(), "us-east-1");
         assert_eq!(config.providers["corp"].kind, ProviderKind::Microsoft);
         assert_eq!(config.limits.max_token_bytes, 16 * 1024);
+    }
+
+    /// The README example as the template renders it (`Fn::ToJsonString`): the same config.
+    const README_JSON: &str = r#"{"allowed_origins":["http://127.0.0.1:8787"],
+        "identity_pool":{"id":"us-east-1:00000000-0000-0000-0000-000000000000","region":"us-east-1"},
+        "providers":{"corp":{"kind":"microsoft","audiences":["app"],
+          "tenants":["72f988bf-86f1-41af-91ab-2d7cd011db47"],"require":["groups:admins"]}}}"#;
+
+    #[test]
+    fn json_is_detected_by_content_and_reads_like_toml() {
+        let config = Config::parse(&format!("\n  {README_JSON}")).unwrap();
+        assert_eq!(config.allowed_origins, ["http://127.0.0.1:8787"]);
+        assert_eq!(config.identity_pool.region(), "us-east-1");
+        assert_eq!(config.providers["corp"].kind, ProviderKind::Microsoft);
+        assert_eq!(config.limits.max_token_bytes, 16 * 1024);
+        // TOML, even starting with blank lines and a comment, is still TOML.
+        let toml = Config::parse(&format!("\n# comment\n{POOL}")).unwrap();
+        assert_eq!(toml.identity_pool.region(), "us-east-1");
+    }
+
+    #[test]
+    fn json_errors_name_the_key_and_the_fix_like_toml_errors() {
+        let unknown = Config::parse(&README_JSON.replace("\"audiences\"", "\"audience\""))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.starts_with("invalid config: JSON: "), "{unknown}");
+        assert!(unknown.contains("unknown field `audience`"), "{unknown}");
+        let json = Config::parse(&README_JSON.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.com"))
+            .unwrap_err()
+            .to_string();
+        let toml = error_for(
+            "[providers.corp]\nkind = \"microsoft\"\naudiences = [\"app\"]\ntenants = [\"contoso.com\"]\n",
+        );
+        assert_eq!(json, toml);
+        assert!(
+            json.contains("`providers.corp.tenants`") && json.contains("fix:"),
+            "{json}"
+        );
+        let broken = Config::parse("{\"identity_pool\": ").unwrap_err().to_string();
+        assert!(broken.starts_with("invalid config: JSON: "), "{broken}");
+    }
+
+    #[test]
+    fn json_null_members_are_absent_but_null_list_items_are_errors() {
+        let config = Config::parse(
+            r#"{"allowed_origins":null,"identity_pool":{"id":"us-east-1:00000000-0000-0000-0000-000000000000"},
+                "providers":{"google":null,"corp":{"kind":"microsoft","audiences":["app"],
+                  "tenants":["72f988bf-86f1-41af-91ab-2d7cd011db47"]}},"authorizer":null}"#,
+        )
+        .unwrap();
+        assert!(config.allowed_origins.is_empty());
+        assert_eq!(config.providers.keys().collect::<Vec<_>>(), ["corp"]);
+        assert!(config.authorizer.is_none());
+        let message = Config::parse(&README_JSON.replace(r#""groups:admins""#, r#""groups:admins",null"#))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("null"), "{message}");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct ProviderMetadata {
     pub authorization_endpoint: Option<Url>,
     /// `token_endpoint`.
     pub token_endpoint: Option<Url>,
+    /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0 §2.1).
+    pub end_session_endpoint: Option<Url>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3; absent means false).
+    pub iss_parameter_supported: bool,
 }
 
 /// The metadata of one issuer, fetched at first use and kept; a failed fetch is retried no
@@ -176,6 +180,11 @@ fn parse_metadata(body: &[u8], issuer: &Url) -> Result<ProviderMetadata, String>
         jwks_uri,
         authorization_endpoint: optional_endpoint(&members, "authorization_endpoint"),
         token_endpoint: optional_endpoint(&members, "token_endpoint"),
+        end_session_endpoint: optional_endpoint(&members, "end_session_endpoint"),
+        iss_parameter_supported: members
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

@@ -24,6 +24,7 @@
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
+//! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
 //! - [`telemetry`]: every metric's name and labels, recorded through the `metrics` facade;
 //!   CloudWatch embedded metric format for the Lambdas, Prometheus text for `serve`.
@@ -43,6 +44,7 @@ pub mod discovery;
 pub mod error;
 pub(crate) mod fetch;
 pub mod health;
+pub mod identity;
 pub mod jwks;
 pub mod key;
 pub mod local;

@@ -86,6 +86,13 @@ pub struct ClientEndpoints {
     pub token_endpoint: Option<String>,
     /// Whether the provider lets a browser app exchange a code without a client secret (PKCE).
     pub public_client: bool,
+    /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0 §2): where the client
+    /// sends the browser on sign-out to end the provider's session too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the provider puts `iss`
+    /// in every authorization response, so the client must refuse one without it.
+    pub iss_parameter_supported: bool,
 }
 
 /// A token that passed every check of its provider.
@@ -261,6 +268,7 @@ impl Provider {
                 authorization_endpoint: Some(GOOGLE_AUTHORIZE.to_string()),
                 token_endpoint: Some(GOOGLE_TOKEN.to_string()),
                 public_client: false,
+                ..ClientEndpoints::default()
             },
             Kind::Configured(ProviderKind::Microsoft) => self.microsoft_endpoints(),
             Kind::Configured(ProviderKind::Salesforce) => {
@@ -268,8 +276,12 @@ impl Provider {
                 ClientEndpoints {
                     authorization_endpoint: Some(format!("{issuer}/services/oauth2/authorize")),
                     token_endpoint: Some(format!("{issuer}/services/oauth2/token")),
+                    // Salesforce's OpenID logout endpoint (help.salesforce.com, "OpenID Connect
+                    // Logout"); its discovery document lists it as end_session_endpoint.
+                    end_session_endpoint: Some(format!("{issuer}/services/auth/idp/oidc/logout")),
                     issuer,
                     public_client: true,
+                    iss_parameter_supported: false,
                 }
             }
             _ => self.discovered_endpoints().await,
@@ -289,7 +301,10 @@ impl Provider {
             issuer: format!("{MICROSOFT_HOST}/{tenant}/v2.0"),
             authorization_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/authorize")),
             token_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/token")),
+            // The v2.0 logout endpoint, as the tenant's discovery document publishes it.
+            end_session_endpoint: Some(format!("{MICROSOFT_HOST}/{tenant}/oauth2/v2.0/logout")),
             public_client: true,
+            iss_parameter_supported: false,
         }
     }
 
@@ -306,7 +321,11 @@ impl Provider {
             token_endpoint: metadata
                 .as_ref()
                 .and_then(|m| m.token_endpoint.as_ref().map(Url::to_string)),
+            end_session_endpoint: metadata
+                .as_ref()
+                .and_then(|m| m.end_session_endpoint.as_ref().map(Url::to_string)),
             public_client: true,
+            iss_parameter_supported: metadata.as_ref().is_some_and(|m| m.iss_parameter_supported),
         }
     }
 

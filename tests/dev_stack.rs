@@ -17,7 +17,8 @@ use credbroker::local::{DevOptions, DevStack};
 use serde_json::{Value, json};
 use url::Url;
 
-const REDIRECT_URI: &str = "http://127.0.0.1:8787/callback.html";
+/// Under the stack's own origin: its dev provider sends codes nowhere else.
+const REDIRECT_PATH: &str = "callback.html";
 const VERIFIER: &str = "dev-stack-test-verifier-0123456789-abcdefghijklmn";
 
 /// A running dev stack on a free loopback port.
@@ -53,13 +54,14 @@ impl Stack {
 
     /// The dev provider's authorization-code flow with PKCE, as the browser client runs it.
     async fn code_flow(&self, sub: &str, claims: &str) -> String {
+        let redirect_uri = self.url(REDIRECT_PATH);
         let challenge = URL_SAFE_NO_PAD
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes()).as_ref());
         let mut authorize = Url::parse(&self.url("dev-idp/authorize")).unwrap();
         authorize.query_pairs_mut().extend_pairs([
             ("response_type", "code"),
             ("client_id", "credbroker-dev"),
-            ("redirect_uri", REDIRECT_URI),
+            ("redirect_uri", redirect_uri.as_str()),
             ("scope", "openid email profile"),
             ("state", "s1"),
             ("nonce", "n1"),
@@ -108,7 +110,7 @@ impl Stack {
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", query["code"].as_str()),
-                ("redirect_uri", REDIRECT_URI),
+                ("redirect_uri", redirect_uri.as_str()),
                 ("client_id", "credbroker-dev"),
                 ("code_verifier", VERIFIER),
             ])
@@ -367,6 +369,9 @@ async fn the_browser_client_and_config_are_served() {
     assert_eq!(dev["clientIds"], json!(["credbroker-dev"]));
     assert_eq!(dev["authorizationEndpoint"], stack.url("dev-idp/authorize"));
     assert_eq!(dev["tokenEndpoint"], stack.url("dev-idp/token"));
+    // From the dev provider's discovery document: RP-initiated logout and RFC 9207 `iss`.
+    assert_eq!(dev["endSessionEndpoint"], stack.url("dev-idp/logout"));
+    assert_eq!(dev["issParameterSupported"], true);
 }
 
 /// Runs the `credbroker` binary; returns (success, stdout, stderr).
@@ -551,4 +556,109 @@ async fn requests_signed_by_botocore_verify_at_the_gateway() {
             response.text().await.unwrap()
         );
     }
+}
+
+/// The parts of a compact JWS: header, claims, signing input and signature bytes.
+fn jws_parts(jws: &str) -> (Value, Value, String, Vec<u8>) {
+    let parts: Vec<&str> = jws.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let json_of =
+        |part: &str| serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
+    (
+        json_of(parts[0]),
+        json_of(parts[1]),
+        format!("{}.{}", parts[0], parts[1]),
+        URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn sign_in_answers_an_identity_assertion_verifiable_with_the_published_keys() {
+    let stack = Stack::start().await;
+    let (status, answer) = stack
+        .sign_in(&stack.code_flow("hana", r#"groups=["admins"]"#).await)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let assertion = answer["identityAssertion"]
+        .as_str()
+        .expect("an identity assertion");
+    let (head, claims, signing_input, signature) = jws_parts(assertion);
+    assert_eq!(head["alg"], "ES256");
+    assert_eq!(head["typ"], credbroker::identity::ASSERTION_TYPE);
+
+    let keys = stack
+        .http
+        .get(stack.url("auth/identity-keys"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), StatusCode::OK);
+    let keys = credbroker::key::KeySet::from_json(&keys.bytes().await.unwrap()).unwrap();
+    let key = keys
+        .select(head["kid"].as_str(), credbroker::key::Algorithm::ES256)
+        .unwrap();
+    assert!(key.verify(
+        credbroker::key::Algorithm::ES256,
+        signing_input.as_bytes(),
+        &signature
+    ));
+    let mut tampered = signing_input.clone().into_bytes();
+    tampered[signing_input.len() - 2] ^= 1;
+    assert!(!key.verify(credbroker::key::Algorithm::ES256, &tampered, &signature));
+
+    // Bound to the identity id API Gateway will vouch for, and no longer-lived than the credentials.
+    assert_eq!(claims["sub"], answer["identityId"]);
+    assert_eq!(claims["aud"], credbroker::identity::AUDIENCE);
+    assert_eq!(claims["iss"], stack.url("auth"));
+    assert_eq!(claims["provider"], "dev");
+    assert_eq!(claims["subject"], "hana");
+    assert_eq!(claims["claims"], answer["claims"]);
+    let expiration = time::OffsetDateTime::parse(
+        answer["credentials"]["expiration"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(claims["exp"], expiration.unix_timestamp());
+}
+
+#[tokio::test]
+async fn upstream_apps_get_the_assertion_next_to_the_identity_id_the_gateway_verified() {
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        };
+        axum::Json(json!({
+            "identityId": header("x-credbroker-identity-id"),
+            "assertion": header(credbroker::identity::ASSERTION_HEADER),
+        }))
+    });
+    let upstream = support::serve(app).await;
+    let stack = Stack::start_with(DevOptions {
+        upstream: Some(Url::parse(&format!("http://{upstream}")).unwrap()),
+        ..DevOptions::default()
+    })
+    .await;
+    let (_, answer) = stack.sign_in(&stack.code_flow("ivan", "").await).await;
+    let assertion = answer["identityAssertion"].as_str().unwrap();
+    let mut request = http::Request::builder()
+        .method("GET")
+        .uri(stack.url("api/me"))
+        .header(
+            "x-credbroker-identity-id",
+            "us-east-1:00000000-0000-4000-8000-00000000f0e9",
+        )
+        .header(credbroker::identity::ASSERTION_HEADER, assertion)
+        .body(Vec::new())
+        .unwrap();
+    sign_for_gateway(&mut request, &credentials_of(&answer), SystemTime::now());
+    let (status, _, body) = send(&stack.http, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    // The caller's identity id is replaced by the one the signature proves; the assertion passes.
+    assert_eq!(seen["identityId"], answer["identityId"]);
+    assert_eq!(seen["assertion"], assertion);
+    let (_, claims, _, _) = jws_parts(assertion);
+    assert_eq!(claims["sub"], seen["identityId"]);
 }

@@ -595,6 +595,13 @@ async fn client_config_describes_every_provider() {
         entra["authorizationEndpoint"],
         format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize")
     );
+    assert_eq!(
+        entra["endSessionEndpoint"],
+        format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/logout")
+    );
     assert_eq!(find("gws")["publicClient"], false);
+    // Google has no RP-initiated logout; nobody here advertises the RFC 9207 `iss` parameter.
+    assert!(find("gws").get("endSessionEndpoint").is_none());
+    assert_eq!(corp["issParameterSupported"], false);
     assert_eq!(body["signinPath"], "/auth/signin/{provider}");
 }

@@ -46,7 +46,7 @@
 // the origin's tabs: the tab that gets the lock second finds the credentials renewed and takes
 // them. A sign-out in any tab signs out every tab and the service worker.
 
-import { createSigner, SigningKeyCache, toBytes } from './sigv4.js';
+import { createSigner, presign, SigningKeyCache, toBytes } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
 import { returnPath } from './return-url.js';
 
@@ -96,8 +96,10 @@ export function createClient(options) {
  *   else is ever signed, so signatures cannot leak to third parties.
  * - `region` (default: from /auth/config), `service` (default `execute-api`).
  * - `storage`: 'session' (default), 'local', 'memory', or a Storage-like object.
- * - `redirectUri` (default: this page without query or fragment), `silentRedirectUri` (for the
- *   prompt=none iframe; default `redirectUri`; a blank page such as silent.html is lighter).
+ * - `redirectUri` (default: this page without query or fragment), or `{ providerName: uri }` to
+ *   give each provider its own (which binds each answer to its provider where the provider
+ *   sends no `iss`); `silentRedirectUri` (for the prompt=none iframe; default `redirectUri`; a
+ *   blank page such as silent.html is lighter).
  * - `scope`: OpenID scopes (default `openid email profile`, plus what each kind needs for a
  *   refresh token); `clientIds`: { providerName: clientId } (default: the first from config).
  * - `signBody`: also send x-amz-content-sha256.
@@ -484,7 +486,7 @@ export class CredbrokerClient extends EventTarget {
    */
   async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
     const provider = await this.#provider(providerName);
-    const flow = await this.#newFlow(provider, this.#redirectUri());
+    const flow = await this.#newFlow(provider, this.#redirectUri(provider));
     flow.returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
     this.#pruneFlows();
     this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
@@ -538,8 +540,10 @@ export class CredbrokerClient extends EventTarget {
     return id;
   }
 
-  #redirectUri() {
-    if (this.#options.redirectUri) return new URL(this.#options.redirectUri, this.#env.window.location.href).href;
+  #redirectUri(provider) {
+    const option = this.#options.redirectUri;
+    const configured = typeof option === 'object' ? option[provider.name] : option;
+    if (configured) return new URL(configured, this.#env.window.location.href).href;
     const here = new URL(this.#env.window.location.href);
     return here.origin + here.pathname;
   }
@@ -569,9 +573,11 @@ export class CredbrokerClient extends EventTarget {
     if (!params) return null;
     try {
       const flow = this.#takeFlow(params.get('state'));
+      checkRedirectUri(url, flow);
+      const provider = await this.#provider(flow.provider);
+      checkIssuer(provider, params);
       const error = params.get('error');
       if (error) throw new CredbrokerError(error, params.get('error_description') ?? `the provider answered ${error}`);
-      const provider = await this.#provider(flow.provider);
       const tokens = await this.#tokensFromCallback(provider, flow, params);
       checkNonce(tokens.id_token, flow.nonce);
       await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
@@ -724,10 +730,11 @@ export class CredbrokerClient extends EventTarget {
     if (!doc?.createElement) throw new CredbrokerError('no_silent_renewal', 'no document to renew in');
     const redirectUri = this.#options.silentRedirectUri
       ? new URL(this.#options.silentRedirectUri, this.#env.window.location.href).href
-      : this.#redirectUri();
+      : this.#redirectUri(provider);
     const flow = await this.#newFlow(provider, redirectUri);
     const params = await this.#runFrame(doc, this.#authorizationUrl(provider, flow, { prompt: 'none' }), redirectUri);
     if (params.get('state') !== flow.state) throw new CredbrokerError('state_mismatch', 'silent renewal answered for another request');
+    checkIssuer(provider, params);
     const error = params.get('error');
     if (error) throw new CredbrokerError(error, params.get('error_description') ?? `silent renewal: ${error}`);
     const tokens = await this.#tokensFromCallback(provider, flow, params);
@@ -807,7 +814,8 @@ export class CredbrokerClient extends EventTarget {
       throw new CredbrokerError('expires_too_long', `API Gateway honours presigned URLs for at most ${API_GATEWAY_PRESIGN_SECONDS} s`);
     }
     const signer = await this.#getSigner();
-    const signed = await signer.presign(
+    const signed = await presign(
+      signer,
       { method, host: target.host, path: target.pathname, query: target.search },
       await this.credentials(),
       new Date(this.#clock.now()),
@@ -939,6 +947,28 @@ export function decodeJwtPayload(token) {
     return JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
   } catch (cause) {
     throw new CredbrokerError('bad_id_token', 'the ID token payload is not JSON', { cause });
+  }
+}
+
+// IdP mix-up (RFC 9207): with several providers, one of them malicious, the answer to a sign-in
+// started at provider A may come from provider B; the code (and PKCE verifier) would then go to
+// A's token endpoint. The `iss` of the answer must be the flow's provider; a provider that
+// advertises `authorization_response_iss_parameter_supported` must send it. Providers that send
+// no `iss` are told apart by their redirect URI (`redirectUri: { provider: uri }`), which
+// checkRedirectUri enforces.
+function checkIssuer(provider, params) {
+  const iss = params.get('iss');
+  if (iss === null ? provider.issParameterSupported : iss !== provider.issuer) {
+    throw new CredbrokerError('iss_mismatch', `answer from ${iss}, not ${provider.issuer}`);
+  }
+}
+
+/** The answer must arrive at the redirect URI its flow sent the user off with. */
+function checkRedirectUri(url, flow) {
+  const landed = new URL(url);
+  const expected = new URL(flow.redirectUri);
+  if (landed.origin + landed.pathname !== expected.origin + expected.pathname) {
+    throw new CredbrokerError('redirect_mismatch', 'answer at another redirect URI');
   }
 }
 

@@ -263,6 +263,12 @@ export function createSigner({
     region,
     service,
     keyCache,
+    signSessionToken,
+    // The building blocks `presign()` (a separate function, so that code that never presigns,
+    // like the service worker, does not ship it) shares with `sign()`.
+    scopeOf,
+    finish,
+    canonicalRequestOf,
 
     /**
      * Header signing. Returns the canonical request, string to sign and signature, plus the
@@ -288,35 +294,36 @@ export function createSigner({
       added.push(['Authorization', authorization]);
       return { ...result, authorization, headers: added };
     },
-
-    /**
-     * Query signing (a presigned URL valid `expiresIn` seconds). Returns the canonical request,
-     * string to sign, signature and `query`: the wire query with the X-Amz-* parameters appended.
-     */
-    async presign(request, credentials, date, expiresIn) {
-      if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > MAX_PRESIGN_SECONDS) {
-        throw new RangeError(`expiresIn must be a whole number of seconds in 1..${MAX_PRESIGN_SECONDS}`);
-      }
-      const headers = [...headerPairs(request.headers), ...withHost(request)];
-      const { signedHeaders } = canonicalHeaders(headers);
-      const authParams = [
-        ['X-Amz-Algorithm', ALGORITHM],
-        ['X-Amz-Credential', `${credentials.accessKeyId}/${scopeOf(date)}`],
-        ['X-Amz-Date', amzDate(date)],
-        ['X-Amz-SignedHeaders', signedHeaders],
-        ['X-Amz-Expires', String(expiresIn)],
-      ];
-      const token = credentials.sessionToken ? [['X-Amz-Security-Token', credentials.sessionToken]] : [];
-      const signedParams = signSessionToken ? [...authParams, ...token] : authParams;
-      const wireQuery = (request.query ?? '').replace(/^\?/, '');
-      const { text } = canonicalRequestOf(request, [...parseQuery(wireQuery), ...signedParams], headers);
-      const result = await finish(text, credentials, date);
-      const appended = [...authParams, ...token, ['X-Amz-Signature', result.signature]]
-        .map(([key, value]) => `${key}=${uriEncode(value)}`)
-        .join('&');
-      return { ...result, query: wireQuery ? `${wireQuery}&${appended}` : appended };
-    },
   };
+}
+
+/**
+ * Query signing with `signer` (from createSigner): a presigned URL valid `expiresIn` seconds.
+ * Returns the canonical request, string to sign, signature and `query`: the wire query with the
+ * X-Amz-* parameters appended.
+ */
+export async function presign(signer, request, credentials, date, expiresIn) {
+  if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > MAX_PRESIGN_SECONDS) {
+    throw new RangeError(`expiresIn must be a whole number of seconds in 1..${MAX_PRESIGN_SECONDS}`);
+  }
+  const headers = [...headerPairs(request.headers), ...withHost(request)];
+  const { signedHeaders } = canonicalHeaders(headers);
+  const authParams = [
+    ['X-Amz-Algorithm', ALGORITHM],
+    ['X-Amz-Credential', `${credentials.accessKeyId}/${signer.scopeOf(date)}`],
+    ['X-Amz-Date', amzDate(date)],
+    ['X-Amz-SignedHeaders', signedHeaders],
+    ['X-Amz-Expires', String(expiresIn)],
+  ];
+  const token = credentials.sessionToken ? [['X-Amz-Security-Token', credentials.sessionToken]] : [];
+  const signedParams = signer.signSessionToken ? [...authParams, ...token] : authParams;
+  const wireQuery = (request.query ?? '').replace(/^\?/, '');
+  const { text } = signer.canonicalRequestOf(request, [...parseQuery(wireQuery), ...signedParams], headers);
+  const result = await signer.finish(text, credentials, date);
+  const appended = [...authParams, ...token, ['X-Amz-Signature', result.signature]]
+    .map(([key, value]) => `${key}=${uriEncode(value)}`)
+    .join('&');
+  return { ...result, query: wireQuery ? `${wireQuery}&${appended}` : appended };
 }
 
 function withHost(request) {

@@ -2,7 +2,7 @@
 //! `Authorization: Bearer <ID token>` with the broker's verifier and answers with an IAM policy
 //! built from the `[authorizer]` rules, writing its metrics (allow, deny, unauthorized) as one
 //! CloudWatch embedded-metric-format line after each invocation. Configuration comes from
-//! `CREDBROKER_CONFIG` (TOML text) or `CREDBROKER_CONFIG_FILE`, the same as the sign-in Lambda's.
+//! `CREDBROKER_CONFIG` (TOML or JSON) or `CREDBROKER_CONFIG_FILE`, the same as the sign-in Lambda's.
 
 use std::sync::Arc;
 

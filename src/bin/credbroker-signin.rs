@@ -1,6 +1,6 @@
-//! The sign-in Lambda: the broker's router behind API Gateway, through `lambda_http`, with one
-//! CloudWatch embedded-metric-format line of metrics written after each invocation.
-//! Configuration comes from `CREDBROKER_CONFIG` (TOML text) or `CREDBROKER_CONFIG_FILE`.
+//! The sign-in Lambda: the broker's router behind API Gateway, through `lambda_http`, with its
+//! CloudWatch embedded-metric-format lines of metrics written after each invocation.
+//! Configuration comes from `CREDBROKER_CONFIG` (TOML or JSON text) or `CREDBROKER_CONFIG_FILE`.
 
 use std::sync::Arc;
 

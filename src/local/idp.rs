@@ -10,14 +10,20 @@
 //!   `prompt=none`, redirects straight back using the session cookie). `POST /authorize` is the
 //!   page's form; it answers with `302` to `redirect_uri?code=...&state=...&iss=...`.
 //! - `POST /token`: `authorization_code` (PKCE `S256` required) and `refresh_token` grants;
-//!   CORS for loopback origins, since browser apps call it directly.
+//!   CORS for the allowed origins, since browser apps call it directly.
+//! - `GET /logout`: the `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0): ends
+//!   this browser's provider session, then redirects to `post_logout_redirect_uri` (with
+//!   `state`) when it is on an allowed origin, else shows a "signed out" page.
 //! - `POST /mint`: `{"sub": ..., "claims": {...}}` → `{"id_token": ...}`, for
 //!   `credbroker token`. It refuses non-loopback peers when the server was started with
 //!   connection info (`into_make_service_with_connect_info::<SocketAddr>()`); without it, it
 //!   relies on the dev stack binding to loopback, which is its default.
 //!
 //! Only loopback `redirect_uri`s and CORS origins (`127.0.0.1`, `localhost`, `[::1]`) are
-//! accepted: this provider signs in anyone, so its codes must never leave the machine. All
+//! accepted: this provider signs in anyone, so its codes must never leave the machine. In the
+//! dev stack ([`DevIdp::for_origins`]) only the stack's own origins and the configured
+//! `allowed_origins` are: another app on this machine (another port) gets no code and no CORS,
+//! as a real provider allows only the redirect URIs and origins registered for a client. All
 //! state is in memory and bounded; a restart forgets it and generates a new signing key (with a
 //! new `kid`, so verifiers refetch the JWKS).
 
@@ -71,6 +77,9 @@ pub struct DevIdp {
     codes: BoundedStore<IssuedCode>,
     sessions: BoundedStore<SignIn>,
     refresh_tokens: BoundedStore<RefreshGrant>,
+    /// Origins (`http://127.0.0.1:8787`) codes may go to and CORS is granted to; empty means any
+    /// loopback origin.
+    origins: Vec<String>,
 }
 
 /// Who signed in, and when (`auth_time`, seconds since the epoch).
@@ -108,6 +117,16 @@ impl DevIdp {
     /// Like [`DevIdp::new`], with ID and access tokens valid for `lifetime` (tests use short
     /// ones to see expiry).
     pub fn with_token_lifetime(issuer: Url, lifetime: Duration) -> Arc<DevIdp> {
+        DevIdp::build(issuer, lifetime, Vec::new())
+    }
+
+    /// Like [`DevIdp::new`], sending codes to and granting CORS to `origins` only (each still
+    /// on a loopback host), like a client registration at a real provider.
+    pub fn for_origins(issuer: Url, origins: Vec<String>) -> Arc<DevIdp> {
+        DevIdp::build(issuer, DEFAULT_TOKEN_LIFETIME, origins)
+    }
+
+    fn build(issuer: Url, lifetime: Duration, origins: Vec<String>) -> Arc<DevIdp> {
         let kid: String = random_token().chars().take(16).collect();
         Arc::new(DevIdp {
             issuer,
@@ -118,7 +137,14 @@ impl DevIdp {
             codes: BoundedStore::new(STORE_CAPACITY, CODE_LIFETIME),
             sessions: BoundedStore::new(STORE_CAPACITY, SESSION_LIFETIME),
             refresh_tokens: BoundedStore::new(STORE_CAPACITY, REFRESH_TOKEN_LIFETIME),
+            origins,
         })
+    }
+
+    /// Whether codes may be sent to `url` and its origin may call the token endpoint.
+    fn allows(&self, url: &Url) -> bool {
+        is_loopback_http_url(url)
+            && (self.origins.is_empty() || self.origins.contains(&url.origin().ascii_serialization()))
     }
 
     /// The issuer URL.
@@ -138,6 +164,7 @@ impl DevIdp {
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize::show).post(authorize::submit))
             .route("/token", post(token::exchange).options(token::preflight))
+            .route("/logout", get(authorize::logout))
             .route("/mint", post(token::mint))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self)
@@ -206,6 +233,7 @@ impl DevIdp {
             "token_endpoint_auth_methods_supported": ["none"],
             "prompt_values_supported": ["none", "login"],
             "authorization_response_iss_parameter_supported": true,
+            "end_session_endpoint": self.endpoint("logout"),
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,

@@ -9,7 +9,7 @@
 //! | path                  | what                                                    |
 //! |-----------------------|---------------------------------------------------------|
 //! | `/auth/*`             | the broker API, with the `dev` provider added            |
-//! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token) |
+//! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token, logout) |
 //! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
 //! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
 //! | `/`                   | the browser client from `web/`                           |
@@ -119,7 +119,11 @@ impl DevStack {
         let (http, policy) = broker.idp_parts();
 
         let issuer = base_url.join("dev-idp").expect("static path");
-        let idp = idp::DevIdp::new(issuer.clone());
+        // Codes and CORS for the stack's own origins and the configured ones only, as a real
+        // provider allows only a client's registered redirect URIs.
+        let mut idp_origins = dev_origins(bound);
+        idp_origins.extend(broker.allowed_origins().iter().cloned());
+        let idp = idp::DevIdp::for_origins(issuer.clone(), idp_origins);
         let dev_keys = Arc::new(JwksCache::new(
             http.clone(),
             base_url.join("dev-idp/jwks").expect("static path"),
@@ -142,6 +146,9 @@ impl DevStack {
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
         }
+        broker.set_identity_signer(Arc::new(signing_key::DevIdentitySigner::generate(
+            base_url.join("auth").expect("static path").to_string(),
+        )));
         let router = assemble(Arc::new(broker), idp.clone(), pool.clone(), &options);
         Ok(DevStack {
             base_url,

@@ -159,6 +159,41 @@ impl SigningKey {
     }
 }
 
+/// The dev stack's identity signer: an ES256 key made at start-up, issuing assertions as `issuer`.
+pub struct DevIdentitySigner {
+    issuer: String,
+    key: SigningKey,
+}
+
+impl DevIdentitySigner {
+    /// A fresh P-256 key.
+    pub fn generate(issuer: String) -> DevIdentitySigner {
+        DevIdentitySigner {
+            issuer,
+            key: SigningKey::generate(Algorithm::ES256, "dev-identity-1"),
+        }
+    }
+}
+
+impl crate::identity::IdentitySigner for DevIdentitySigner {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let header = json!({
+            "alg": Algorithm::ES256.name(),
+            "kid": self.key.kid(),
+            "typ": crate::identity::ASSERTION_TYPE,
+        });
+        self.key.sign_jwt_with_header(&header, claims)
+    }
+
+    fn public_keys(&self) -> Value {
+        json!({ "keys": [self.key.public_jwk()] })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -2,6 +2,10 @@
 broker configuration the template renders for several parameter sets, parsed by the real
 credbroker (`credbroker serve`) and read back through GET /auth/config.
 
+The template uses AWS::LanguageExtensions (Fn::ForEach, Fn::ToJsonString): SAM CLI's own
+implementation of that transform (samcli.lib.cfn_language_extensions) expands it here, as
+`sam build` and `sam validate` do, before the SAM transform or the evaluator below see it.
+
 Run by tests/deploy/run (pytest, aws-sam-translator). CREDBROKER_BIN names the credbroker binary.
 """
 
@@ -16,11 +20,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from samcli.lib.cfn_language_extensions.api import process_template
+from samcli.lib.cfn_language_extensions.models import TemplateProcessingContext
+from samcli.lib.cfn_language_extensions.pipeline import ProcessingPipeline
+from samcli.lib.cfn_language_extensions.processors import ForEachProcessor, TemplateParsingProcessor
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+SOURCE = yaml_parse((ROOT / "template.yaml").read_text())
+
+
+def loops_expanded(template):
+    """The template with its Fn::ForEach loops expanded (and nothing else resolved), so the
+    evaluator below sees every resource and condition under its final logical id."""
+    context = TemplateProcessingContext(fragment=copy.deepcopy(template))
+    return ProcessingPipeline([TemplateParsingProcessor(), ForEachProcessor()]).process_template(context)
+
+
+TEMPLATE = loops_expanded(SOURCE)
 CREDBROKER = os.environ.get("CREDBROKER_BIN", str(ROOT / "target/debug/credbroker"))
 
 TENANT_A = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -42,12 +60,18 @@ class PolicyNames:
 
 def translated():
     """The template as CloudFormation would receive it after `sam package` (which replaces the
-    local CodeUri with the uploaded artifact) and the SAM transform."""
+    local CodeUri with the uploaded artifact), its Fn::ForEach loops expanded (the first half of
+    AWS::LanguageExtensions; Fn::ToJsonString stays for CloudFormation) and the SAM transform."""
     template = copy.deepcopy(TEMPLATE)
+    assert template.pop("Transform") == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in resource["Properties"]:
             resource["Properties"]["CodeUri"] = "s3://artifacts/credbroker.zip"
     return transform(template, {}, PolicyNames())
+
+
+def defaults():
+    return {name: spec.get("Default", "") for name, spec in SOURCE["Parameters"].items()}
 
 
 def when_true(node):
@@ -147,7 +171,7 @@ class Evaluator:
     placeholder values for resources (pool id, CloudFront domain)."""
 
     def __init__(self, parameters):
-        self.parameters = {name: spec.get("Default", "") for name, spec in TEMPLATE["Parameters"].items()}
+        self.parameters = defaults()
         self.parameters.update(parameters)
         self.conditions = {}
 
@@ -158,7 +182,8 @@ class Evaluator:
 
     def exists(self, logical_id):
         condition = TEMPLATE["Resources"][logical_id].get("Condition")
-        return condition is None or self.condition(condition)
+        # Inside Fn::ForEach the condition is an Fn::Sub naming it.
+        return condition is None or self.condition(self.value(condition))
 
     def ref(self, name):
         if name in self.parameters:
@@ -178,6 +203,8 @@ class Evaluator:
                 "Fn::Equals": lambda a: self.value(a[0]) == self.value(a[1]),
                 "Fn::Not": lambda a: not self.value(a[0]),
                 "Fn::And": lambda a: all(self.value(x) for x in a),
+                "Fn::Or": lambda a: any(self.value(x) for x in a),
+                "Fn::ToJsonString": lambda a: json.dumps(self.value(a), separators=(",", ":")),
                 "Fn::If": lambda a: self.value(a[1] if self.condition(a[0]) else a[2]),
                 "Fn::Join": lambda a: a[0].join(self.value(a[1])),
                 "Fn::Split": lambda a: self.value(a[1]).split(a[0]),
@@ -206,6 +233,7 @@ class Evaluator:
         return out + rest
 
     def config(self):
+        """The configuration text the template renders (JSON)."""
         return self.value(TEMPLATE["Resources"]["BrokerConfig"]["Properties"]["Value"])
 
 
@@ -227,6 +255,7 @@ PARAMETER_SETS = {
             "RequireValue": "admins",
             "RequireMatchType": "Contains",
             "AppOrigins": "https://app.example.com,http://localhost:3000",
+            "EnableCloudFrontWeb": "true",
             "EnableBearerAuthorizer": "true",
         },
         ["cognito", "entra", "google", "salesforce"],
@@ -248,11 +277,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def served_config(toml_text):
-    """Starts `credbroker serve` on the rendered TOML and returns its GET /auth/config answer;
-    fails with credbroker's own message when the configuration is refused."""
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as file:
-        file.write(toml_text)
+def served_config(config_text):
+    """Starts `credbroker serve` on the rendered configuration and returns its GET /auth/config
+    answer; fails with credbroker's own message when the configuration is refused."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        file.write(config_text)
     port = free_port()
     server = subprocess.Popen(
         [CREDBROKER, "serve", "--config", file.name, "--listen", f"127.0.0.1:{port}"],
@@ -264,7 +293,7 @@ def served_config(toml_text):
         deadline = time.monotonic() + 20
         while True:
             if server.poll() is not None:
-                pytest.fail(f"credbroker refused the rendered config:\n{server.stderr.read()}\n{toml_text}")
+                pytest.fail(f"credbroker refused the rendered config:\n{server.stderr.read()}\n{config_text}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/auth/config", timeout=5) as answer:
                     return json.load(answer)
@@ -288,16 +317,49 @@ def test_the_rendered_config_is_accepted_and_lists_the_providers_the_parameters_
     assert config["region"] == pool.split(":")[0]
 
 
+@pytest.mark.parametrize("name", PARAMETER_SETS)
+def test_the_config_as_sam_clis_language_extensions_render_it_is_accepted_too(name):
+    """SAM CLI's implementation of Fn::ToJsonString renders AWS::NoValue as null; credbroker
+    reads a JSON null as an absent value. It leaves what only CloudFormation knows (the pool's
+    id, the distribution's domain) as written; those are filled in here."""
+    parameters, providers = PARAMETER_SETS[name]
+    rendered = process_template(SOURCE, parameters)["Resources"]["BrokerConfig"]["Properties"]["Value"]
+    assert "null" in rendered or name == "everything", rendered
+    rendered = rendered.replace('{"Ref":"IdentityPool"}', json.dumps(POOL_ID))
+    rendered = rendered.replace("${WebDistribution.DomainName}", CLOUDFRONT)
+    config = served_config(rendered)
+    assert sorted(p["name"] for p in config["providers"]) == providers
+
+
 def test_everything_renders_every_rule_tenant_and_origin():
     evaluator = Evaluator(PARAMETER_SETS["everything"][0])
-    toml_text = evaluator.config()
-    assert toml_text.count('require = ["groups:admins"]') == 4, toml_text
-    assert f'tenants = ["{TENANT_A}", "{TENANT_B}", "{TENANT_C}"]' in toml_text
-    assert (
-        f'allowed_origins = ["https://{CLOUDFRONT}", "https://app.example.com", "http://localhost:3000"]'
-        in toml_text
-    )
-    assert 'routes = ["GET /api/*"]' in toml_text
+    config = json.loads(evaluator.config())
+    providers = config["providers"]
+    assert [p["require"] for p in providers.values()] == [["groups:admins"]] * 4, config
+    assert providers["entra"]["tenants"] == [TENANT_A, TENANT_B, TENANT_C]
+    assert providers["salesforce"]["issuers"] == ["https://acme.my.salesforce.com"]
+    assert providers["cognito"]["user_pool_id"] == "eu-west-1_AbCdEf123"
+    assert config["allowed_origins"] == [
+        f"https://{CLOUDFRONT}", "https://app.example.com", "http://localhost:3000"]
+    assert config["authorizer"]["allow"] == [{"routes": ["GET /api/*"]}]
+    assert config["identity_pool"] == {"id": POOL_ID}
+
+
+def test_without_extra_origins_only_the_api_origin_is_allowed():
+    """The API's own origin is same-origin for the broker and never listed; CloudFront's only
+    when it hosts the client."""
+    assert json.loads(Evaluator({}).config())["allowed_origins"] == []
+    assert json.loads(Evaluator({"EnableCloudFrontWeb": "true"}).config())["allowed_origins"] == [
+        f"https://{CLOUDFRONT}"]
+    only_apps = Evaluator({"AppOrigins": "https://app.example.com"})
+    assert json.loads(only_apps.config())["allowed_origins"] == ["https://app.example.com"]
+
+
+def test_without_a_rule_or_the_authorizer_the_config_has_neither():
+    config = json.loads(Evaluator(PARAMETER_SETS["google"][0]).config())
+    assert config["providers"] == {
+        "google": {"kind": "google", "audiences": ["123-abc.apps.googleusercontent.com"], "require": []}}
+    assert "authorizer" not in config
 
 
 def test_providers_and_role_mappings_follow_the_parameters():
@@ -335,6 +397,41 @@ def test_providers_and_role_mappings_follow_the_parameters():
     shared = Evaluator(PARAMETER_SETS["entra one tenant, existing pool"][0])
     assert not shared.exists("IdentityPool") and not shared.exists("IdentityPoolRoles")
     assert shared.exists("EntraOidcProvider1") and not shared.exists("EntraOidcProvider2")
+
+
+# ---- The browser client and static hosting ------------------------------------------------------
+
+
+def test_the_sign_in_function_serves_the_client_under_web_and_nothing_else_does():
+    events = TEMPLATE["Resources"]["SignInFunction"]["Properties"]["Events"]
+    web = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events.values()}
+    assert {("/web", "GET"), ("/web/{proxy+}", "GET")} <= web
+    for logical_id, resource in TEMPLATE["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function" or logical_id == "SignInFunction":
+            continue
+        paths = {e["Properties"].get("Path", "") for e in resource["Properties"].get("Events", {}).values()}
+        assert not any(p.startswith("/web") for p in paths), f"{logical_id} serves {paths}"
+    # The Python runtime remains only for the two sample routes.
+    inline = {i for i, r in TEMPLATE["Resources"].items() if "InlineCode" in r.get("Properties", {})}
+    assert inline == {"WhoamiFunction", "BearerWhoamiFunction"}
+
+
+def test_cloudfront_hosting_is_optional():
+    hosting = ("WebBucket", "WebOriginAccessControl", "WebDistribution", "WebBucketPolicy")
+    default = Evaluator({})
+    assert not any(default.exists(r) for r in hosting)
+    with_cloudfront = Evaluator({"EnableCloudFrontWeb": "true"})
+    assert all(with_cloudfront.exists(r) for r in hosting)
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["CloudFrontWebUrl"]["Condition"] == "HasCloudFrontWeb"
+    assert outputs["WebBucketName"]["Condition"] == "HasCloudFrontWeb"
+    assert "Condition" not in outputs["WebUrl"]
+    assert translated()["Resources"]["WebDistribution"]["Condition"] == "HasCloudFrontWeb"
+
+
+def test_no_two_outputs_say_the_same_thing():
+    values = [json.dumps(output["Value"], sort_keys=True) for output in TEMPLATE["Outputs"].values()]
+    assert len(values) == len(set(values)), TEMPLATE["Outputs"]
 
 
 # ---- Unsigned navigations ----------------------------------------------------------------------

@@ -5,10 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 
-import { createClient, decodeJwtPayload } from '../../web/credbroker.js';
+// CREDBROKER_MINIFIED=1 runs these tests against the minified build (tests/web/build.test.mjs).
+const { createClient, decodeJwtPayload } = await import(
+  process.env.CREDBROKER_MINIFIED ? '../../web/credbroker.min.js' : '../../web/credbroker.js'
+);
 import { ORIGIN, FakeClock, FakeServers, fakeWindow, jwt, settle } from './fakes.mjs';
+import { presign } from '../../web/sigv4.js';
 
 const START = Date.parse('2024-05-01T10:00:00Z');
+const DEV_ISSUER = `${ORIGIN}/dev-idp`;
 
 function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow() } = {}) {
   const clock = new FakeClock(START);
@@ -35,7 +40,7 @@ async function signInWithCode(env, provider = 'dev') {
   await env.client.signIn(provider);
   const code = env.servers.authorize(env.window.location.assigned);
   const state = new URL(env.window.location.assigned).searchParams.get('state');
-  return env.client.handleRedirect(`${ORIGIN}/app/page?code=${code}&state=${state}`);
+  return env.client.handleRedirect(`${ORIGIN}/app/page?code=${code}&state=${state}&iss=${encodeURIComponent(DEV_ISSUER)}`);
 }
 
 function sha256Hex(bytes) {
@@ -92,12 +97,71 @@ test('a callback whose state this tab did not start is rejected before any token
   assert.ok(!env.window.location.href.includes('code='));
 });
 
+/** Starts a sign-in with `provider`; returns its code (issued by the fake dev provider) and state. */
+async function startSignIn(env, provider = 'dev') {
+  await env.client.signIn(provider);
+  const code = env.servers.authorize(env.window.location.assigned);
+  return { code, state: new URL(env.window.location.assigned).searchParams.get('state') };
+}
+
+test('IdP mix-up: an answer whose iss is another provider is refused before the code goes anywhere', async () => {
+  for (const iss of ['https://evil.example', `${DEV_ISSUER}/`, 'https://accounts.google.com', null]) {
+    const env = setup();
+    const { code, state } = await startSignIn(env);
+    const callback = `${ORIGIN}/app/page?code=${code}&state=${state}${iss === null ? '' : `&iss=${encodeURIComponent(iss)}`}`;
+    // The dev provider advertises the iss parameter: an answer without one is refused too.
+    await assert.rejects(env.client.handleRedirect(callback), { code: 'iss_mismatch' }, String(iss));
+    assert.equal(env.servers.callsTo('/dev-idp/token').length, 0, 'neither code nor PKCE verifier was sent');
+    assert.equal(env.client.session, null);
+  }
+});
+
+test('IdP mix-up: an error answer is checked for iss too; a provider without iss support may omit it', async () => {
+  const env = setup();
+  const { state } = await startSignIn(env);
+  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/app/page?error=access_denied&state=${state}&iss=https%3A%2F%2Fevil.example`), {
+    code: 'iss_mismatch',
+  });
+  // Google (no iss support advertised): the fragment answer without iss is taken.
+  const google = setup();
+  await google.client.signIn('google');
+  const nonce = new URL(google.window.location.assigned).searchParams.get('nonce');
+  const gstate = new URL(google.window.location.assigned).searchParams.get('state');
+  const idToken = jwt({ sub: 'alice', nonce });
+  assert.ok(await google.client.handleRedirect(`${ORIGIN}/app/page#id_token=${idToken}&state=${gstate}`));
+});
+
+test('each flow is bound to its redirect URI, which can differ per provider', async () => {
+  const env = setup();
+  const { code, state } = await startSignIn(env);
+  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/other/page?code=${code}&state=${state}&iss=${encodeURIComponent(DEV_ISSUER)}`), {
+    code: 'redirect_mismatch',
+  });
+  assert.equal(env.servers.callsTo('/dev-idp/token').length, 0);
+  const window = fakeWindow();
+  const clock = new FakeClock(START);
+  const servers = new FakeServers(clock);
+  const client = createClient({
+    broker: ORIGIN,
+    window,
+    fetch: servers.fetch,
+    now: clock.now,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    redirectUri: { dev: '/callback/dev', google: '/callback/google' },
+  });
+  await client.signIn('dev');
+  assert.equal(new URL(window.location.assigned).searchParams.get('redirect_uri'), `${ORIGIN}/callback/dev`);
+  await client.signIn('google');
+  assert.equal(new URL(window.location.assigned).searchParams.get('redirect_uri'), `${ORIGIN}/callback/google`);
+});
+
 test('a callback cannot be replayed', async () => {
   const env = setup();
   await env.client.signIn('dev');
   const code = env.servers.authorize(env.window.location.assigned);
   const state = new URL(env.window.location.assigned).searchParams.get('state');
-  const callback = `${ORIGIN}/app/page?code=${code}&state=${state}`;
+  const callback = `${ORIGIN}/app/page?code=${code}&state=${state}&iss=${encodeURIComponent(DEV_ISSUER)}`;
   await env.client.handleRedirect(callback);
   await assert.rejects(env.client.handleRedirect(callback), { code: 'state_mismatch' });
 });
@@ -114,7 +178,7 @@ test('a provider error in the callback is surfaced with its OAuth code', async (
   const env = setup();
   await env.client.signIn('dev');
   const state = new URL(env.window.location.assigned).searchParams.get('state');
-  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/app/page?error=access_denied&state=${state}`), {
+  await assert.rejects(env.client.handleRedirect(`${ORIGIN}/app/page?error=access_denied&state=${state}&iss=${encodeURIComponent(DEV_ISSUER)}`), {
     code: 'access_denied',
   });
 });
@@ -320,7 +384,8 @@ test('presigned URLs carry a verifiable query signature', async () => {
   assert.equal(p.get('X-Amz-Security-Token'), 'token-1');
   const signature = p.get('X-Amz-Signature');
   p.delete('X-Amz-Signature');
-  const again = await env.servers.signer.presign(
+  const again = await presign(
+    env.servers.signer,
     { method: 'GET', host: url.host, path: url.pathname, query: '?v=2' },
     { accessKeyId: 'ASIA1', secretAccessKey: 'secret-1', sessionToken: 'token-1' },
     new Date(START),

@@ -126,6 +126,11 @@ function assertSigned(request, signedHeaders) {
   assert.match(authorization, new RegExp(`SignedHeaders=${signedHeaders}, Signature=[0-9a-f]{64}$`));
 }
 
+/** The header set web/ files are served with (src/assets.rs). */
+const STRICT_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src 'self' https:; frame-src 'self' https:; worker-src 'self'; form-action 'self' https:; " +
+  "base-uri 'none'; object-src 'none'; frame-ancestors 'self'";
+
 /** Another site (served by the test through request interception; nothing leaves the machine). */
 const EVIL = 'http://evil.test/';
 
@@ -173,7 +178,7 @@ function stepper(t, page, stack) {
     });
 }
 
-test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 5 * 60_000 }, async (t) => {
+test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 10 * 60_000 }, async (t) => {
   const stack = await startStack();
   t.after(() => stack.stop());
   const browser = await launchChromium();
@@ -190,6 +195,13 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
   const base = stack.url;
   const appUrl = `${base}api/app/`;
+  // The demo page as the embedded web/ files are served: a strict CSP and no referrer by
+  // default (the page itself asks for same-origin referrers, which the worker's rule needs).
+  await context.route(`${base}*`, async (route) => {
+    if (route.request().resourceType() !== 'document') return route.fallback();
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), 'referrer-policy': 'no-referrer', 'content-security-policy': STRICT_CSP } });
+  });
 
   const step = stepper(t, page, stack);
 
@@ -396,7 +408,13 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   await step('signs out in one tab: the other tab and the worker forget the credentials at once', async () => {
     await page.goto(base);
     await page.locator('#session').waitFor();
+    // RP-initiated logout: the tab that signs out also ends the dev provider's session.
+    const logout = secondTab.waitForRequest((r) => r.url().startsWith(`${base}dev-idp/logout?`));
     await secondTab.getByRole('button', { name: 'Sign out' }).click();
+    const endSession = new URL((await logout).url()).searchParams;
+    assert.equal(endSession.get('post_logout_redirect_uri'), base);
+    assert.equal(endSession.get('client_id'), 'credbroker-dev');
+    await secondTab.waitForURL(base);
     await secondTab.locator('#signin').waitFor();
     // The first tab says so without a reload.
     await page.getByRole('status').filter({ hasText: 'Not signed in.' }).waitFor();
@@ -429,6 +447,25 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     }
     assert.deepEqual(offsite, []);
     await context.unroute(`${EVIL}**`);
+    await page.goto(appUrl);
+    await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
+  });
+
+  await step("IdP mix-up: an answer that says another provider sent it is refused before the code goes anywhere", async () => {
+    await page.getByRole('button', { name: 'Sign in with dev' }).click();
+    await page.waitForURL(`${base}dev-idp/authorize?**`);
+    const request = new URL(page.url()).searchParams;
+    const tokenCalls = [];
+    const count = (r) => r.url() === `${base}dev-idp/token` && tokenCalls.push(r.method());
+    context.on('request', count);
+    // What a malicious provider would send the browser back with: a code for this flow's state.
+    const forged = new URL(request.get('redirect_uri'));
+    forged.search = new URLSearchParams({ code: 'stolen', state: request.get('state'), iss: 'http://evil.test/' }).toString();
+    await page.goto(forged.href);
+    await page.locator('#error').filter({ hasText: 'iss_mismatch' }).waitFor();
+    context.off('request', count);
+    assert.deepEqual(tokenCalls, [], 'neither the code nor the PKCE verifier went to a token endpoint');
+    assert.equal(new URL(page.url()).searchParams.get('code'), null, 'the code left the address bar');
     await page.goto(appUrl);
     await page.waitForURL(`${base}?next=${encodeURIComponent('/api/app/')}`);
   });

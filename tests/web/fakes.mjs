@@ -116,6 +116,8 @@ const providers = [
     authorizationEndpoint: `${ORIGIN}/dev-idp/authorize`,
     tokenEndpoint: `${ORIGIN}/dev-idp/token`,
     publicClient: true,
+    // Like the real dev provider: every authorization response carries `iss` (RFC 9207).
+    issParameterSupported: true,
   },
   {
     name: 'google',

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 
 import { ORIGIN, FakeClock, FakeServers } from './fakes.mjs';
 
+const WORKER_FILE = process.env.CREDBROKER_MINIFIED ? 'credbroker-sw.min.js' : 'credbroker-sw.js';
+
 const clock = new FakeClock(Date.now());
 const gateway = new FakeServers(clock);
 const listeners = new Map();
@@ -52,7 +54,8 @@ let generation = 0;
 /** Loads (or, to simulate the browser restarting the worker, reloads) the worker module. */
 async function startWorker() {
   listeners.clear();
-  await import(`../../web/credbroker-sw.js?generation=${generation++}`);
+  // CREDBROKER_MINIFIED=1 runs these tests against the minified build (tests/web/build.test.mjs).
+  await import(`../../web/${WORKER_FILE}?generation=${generation++}`);
 }
 
 /** A window of this origin (a page running the client). */

@@ -140,8 +140,11 @@ fn upstream_headers(incoming: &HeaderMap, caller: &Caller) -> Option<HeaderMap> 
     let mut headers = HeaderMap::with_capacity(incoming.len() + 3);
     for (name, value) in incoming {
         let n = name.as_str();
-        let signature_or_identity =
-            n == header::AUTHORIZATION.as_str() || n.starts_with("x-amz-") || n.starts_with("x-credbroker-");
+        // The identity assertion is the caller's to send (the app checks it against the identity
+        // id below); every other `X-Credbroker-*` header is the gateway's alone.
+        let signature_or_identity = n == header::AUTHORIZATION.as_str()
+            || n.starts_with("x-amz-")
+            || (n.starts_with("x-credbroker-") && n != crate::identity::ASSERTION_HEADER);
         if !signature_or_identity && !is_connection_specific(name, &connection) {
             headers.append(name.clone(), value.clone());
         }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use url::Url;
 
-use super::page::{SignInPage, error_page};
+use super::page::{SignInPage, error_page, signed_out_page};
 use super::params::Params;
 use super::users::{DevUser, UserFields, check_sub};
 use super::{DEV_CLIENT_ID, DevIdp, IssuedCode, SignIn, is_loopback_http_url};
@@ -62,7 +62,7 @@ pub(super) async fn show(
 ) -> Response {
     let request = match Params::parse(query.unwrap_or_default().as_bytes())
         .map_err(Refusal::Page)
-        .and_then(|params| AuthRequest::from_params(&params))
+        .and_then(|params| AuthRequest::from_params(&params, &idp))
     {
         Ok(request) => request,
         Err(refusal) => return idp.refuse(refusal),
@@ -119,7 +119,7 @@ pub(super) async fn submit(State(idp): State<Arc<DevIdp>>, headers: HeaderMap, b
 }
 
 impl AuthRequest {
-    fn from_params(params: &Params) -> Result<AuthRequest, Refusal> {
+    fn from_params(params: &Params, idp: &DevIdp) -> Result<AuthRequest, Refusal> {
         let client_id = params.require("client_id").map_err(Refusal::Page)?;
         if client_id != DEV_CLIENT_ID {
             return Err(Refusal::Page(format!(
@@ -128,6 +128,13 @@ impl AuthRequest {
         }
         let redirect_uri_text = params.require("redirect_uri").map_err(Refusal::Page)?;
         let redirect_uri = checked_redirect_uri(redirect_uri_text).map_err(Refusal::Page)?;
+        if !idp.allows(&redirect_uri) {
+            return Err(Refusal::Page(format!(
+                "redirect_uri `{redirect_uri_text}` is not on an origin of this dev stack ({}). \
+                 Add your app's origin to `allowed_origins` in the configuration.",
+                idp.origins.join(", ")
+            )));
+        }
         let state = params.get("state").map(str::to_string);
         let refuse = |error: &'static str, description: String| {
             Refusal::Redirect(Box::new(ErrorRedirect {
@@ -252,6 +259,46 @@ fn wants_no_prompt(prompt: &str) -> Result<bool, String> {
     }
 }
 
+/// `GET /logout`, the `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0 §2): ends
+/// this browser's session here, then sends it to `post_logout_redirect_uri` (with `state`) when
+/// that is on an allowed origin; otherwise, as the spec lets a provider do with a URI it does
+/// not know, it only says so.
+pub(super) async fn logout(
+    State(idp): State<Arc<DevIdp>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(id) = session_id(&headers) {
+        idp.sessions.remove(&id);
+    }
+    let params = Params::parse(query.unwrap_or_default().as_bytes()).ok();
+    let back = params
+        .as_ref()
+        .and_then(|params| params.get("post_logout_redirect_uri"))
+        .and_then(|text| checked_redirect_uri(text).ok())
+        .filter(|url| idp.allows(url));
+    let mut response = match back {
+        Some(mut url) => {
+            if let Some(state) = params.as_ref().and_then(|params| params.get("state")) {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            let mut response = StatusCode::FOUND.into_response();
+            if let Ok(location) = HeaderValue::from_str(url.as_str()) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        None => signed_out_page(),
+    };
+    if let Ok(cookie) = HeaderValue::from_str(&idp.session_cookie_removal()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The session id in the request's cookies, if any.
 fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
@@ -358,6 +405,14 @@ impl DevIdp {
         }
     }
 
+    /// The `Set-Cookie` value that removes the session cookie.
+    fn session_cookie_removal(&self) -> String {
+        format!(
+            "{SESSION_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
+            self.issuer.path()
+        )
+    }
+
     /// The `Set-Cookie` value for session `id`, scoped to the issuer's path.
     fn session_cookie(&self, id: &str) -> String {
         let path = self.issuer.path();
@@ -394,6 +449,73 @@ mod tests {
         );
         assert_eq!(session_id(&headers).as_deref(), Some("abc"));
         assert_eq!(session_id(&HeaderMap::new()), None);
+    }
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    fn dev_stack_idp() -> Arc<DevIdp> {
+        let issuer = Url::parse("http://127.0.0.1:8787/dev-idp").unwrap();
+        DevIdp::for_origins(issuer, vec!["http://127.0.0.1:8787".to_string()])
+    }
+
+    async fn get(idp: &Arc<DevIdp>, uri: &str) -> Response {
+        let request = Request::get(uri).body(Body::empty()).unwrap();
+        idp.clone().router().oneshot(request).await.unwrap()
+    }
+
+    fn location(response: &Response) -> Option<&str> {
+        response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn codes_go_only_to_the_dev_stack_origins() {
+        let idp = dev_stack_idp();
+        let query = "client_id=credbroker-dev&response_type=code&scope=openid&state=s\
+                     &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+        let ours = get(
+            &idp,
+            &format!("/authorize?{query}&redirect_uri=http%3A%2F%2F127.0.0.1%3A8787%2F"),
+        )
+        .await;
+        assert_eq!(ours.status(), StatusCode::OK, "the sign-in page");
+        let other_app = get(
+            &idp,
+            &format!("/authorize?{query}&redirect_uri=http%3A%2F%2F127.0.0.1%3A5173%2F"),
+        )
+        .await;
+        assert_eq!(other_app.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(location(&other_app), None, "never redirected there");
+    }
+
+    #[tokio::test]
+    async fn logout_ends_the_session_and_returns_only_to_allowed_origins() {
+        let idp = dev_stack_idp();
+        let back = get(
+            &idp,
+            "/logout?client_id=credbroker-dev&state=xyz&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A8787%2F%3Fa%3D1",
+        )
+        .await;
+        assert_eq!(back.status(), StatusCode::FOUND);
+        assert_eq!(location(&back), Some("http://127.0.0.1:8787/?a=1&state=xyz"));
+        let cookie = back.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.starts_with(&format!("{SESSION_COOKIE}=;")) && cookie.contains("Max-Age=0"),
+            "{cookie}"
+        );
+        for elsewhere in [
+            "https%3A%2F%2Fevil.example%2F",
+            "http%3A%2F%2F127.0.0.1%3A5173%2F",
+            "%2Frelative",
+        ] {
+            let page = get(&idp, &format!("/logout?post_logout_redirect_uri={elsewhere}")).await;
+            assert_eq!(page.status(), StatusCode::OK, "{elsewhere}");
+            assert_eq!(location(&page), None, "{elsewhere}");
+        }
     }
 
     #[test]

@@ -153,6 +153,13 @@ pub(super) fn error_page(problem: &str) -> Response {
     html_response(StatusCode::BAD_REQUEST, "Sign-in refused — credbroker dev", &body)
 }
 
+/// The page of `GET /logout` when there is no (allowed) `post_logout_redirect_uri`.
+pub(super) fn signed_out_page() -> Response {
+    let body = "<h1>Signed out</h1><p class=\"note\">You are signed out of the credbroker dev \
+                OpenID provider in this browser.</p>";
+    html_response(StatusCode::OK, "Signed out — credbroker dev", body)
+}
+
 fn html_response(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\

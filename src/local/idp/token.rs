@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::params::Params;
 use super::store::random_token;
 use super::users::{DevUser, check_extra_claims, check_sub};
-use super::{DEV_CLIENT_ID, DevIdp, RefreshGrant, SignIn, is_loopback_http_url};
+use super::{DEV_CLIENT_ID, DevIdp, RefreshGrant, SignIn};
 
 /// PKCE `code_verifier` length (RFC 7636 §4.1).
 const CODE_VERIFIER_CHARS: std::ops::RangeInclusive<usize> = 43..=128;
@@ -64,14 +64,14 @@ pub(super) async fn exchange(State(idp): State<Arc<DevIdp>>, headers: HeaderMap,
         Ok(tokens) => no_store_json(StatusCode::OK, &tokens),
         Err(error) => error.into_response(),
     };
-    allow_loopback_origin(&headers, &mut response);
+    allow_origin(&idp, &headers, &mut response);
     response
 }
 
-/// `OPTIONS /token`: the CORS preflight of browser apps on this machine.
-pub(super) async fn preflight(headers: HeaderMap) -> Response {
+/// `OPTIONS /token`: the CORS preflight of browser apps on the allowed origins.
+pub(super) async fn preflight(State(idp): State<Arc<DevIdp>>, headers: HeaderMap) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if allow_loopback_origin(&headers, &mut response) {
+    if allow_origin(&idp, &headers, &mut response) {
         let response_headers = response.headers_mut();
         response_headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -272,8 +272,8 @@ fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), OAuth
     }
 }
 
-/// Lets a browser app on this machine read the response; returns whether the origin was allowed.
-fn allow_loopback_origin(request: &HeaderMap, response: &mut Response) -> bool {
+/// Lets a browser app on an allowed origin read the response; returns whether it was allowed.
+fn allow_origin(idp: &DevIdp, request: &HeaderMap, response: &mut Response) -> bool {
     let response_headers = response.headers_mut();
     response_headers.append(header::VARY, HeaderValue::from_static("Origin"));
     let origin = request.get(header::ORIGIN).filter(|origin| {
@@ -281,7 +281,7 @@ fn allow_loopback_origin(request: &HeaderMap, response: &mut Response) -> bool {
             .to_str()
             .ok()
             .and_then(|text| url::Url::parse(text).ok())
-            .is_some_and(|url| is_loopback_http_url(&url))
+            .is_some_and(|url| idp.allows(&url))
     });
     match origin {
         Some(origin) => {
@@ -360,24 +360,28 @@ mod tests {
     }
 
     #[test]
-    fn cors_only_for_loopback_origins() {
-        let mut request = HeaderMap::new();
-        request.insert(header::ORIGIN, HeaderValue::from_static("http://localhost:5173"));
-        let mut response = StatusCode::OK.into_response();
-        assert!(allow_loopback_origin(&request, &mut response));
-        assert_eq!(
-            response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "http://localhost:5173"
-        );
-
-        request.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        let mut response = StatusCode::OK.into_response();
-        assert!(!allow_loopback_origin(&request, &mut response));
-        assert!(
-            response
+    fn cors_only_for_allowed_origins() {
+        let issuer = url::Url::parse("http://127.0.0.1:8787/dev-idp").unwrap();
+        let any_loopback = DevIdp::new(issuer.clone());
+        let dev_stack = DevIdp::for_origins(issuer, vec!["http://127.0.0.1:8787".to_string()]);
+        let allowed = |idp: &DevIdp, origin: &'static str| {
+            let mut request = HeaderMap::new();
+            request.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            let mut response = StatusCode::OK.into_response();
+            let allowed = allow_origin(idp, &request, &mut response);
+            let echoed = response
                 .headers()
                 .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-                .is_none()
-        );
+                .cloned();
+            assert_eq!(echoed.is_some(), allowed, "{origin}");
+            allowed
+        };
+        assert!(allowed(&any_loopback, "http://localhost:5173"));
+        assert!(!allowed(&any_loopback, "https://evil.example"));
+        assert!(allowed(&dev_stack, "http://127.0.0.1:8787"));
+        // Another app on this machine is not the dev stack.
+        assert!(!allowed(&dev_stack, "http://127.0.0.1:5173"));
+        assert!(!allowed(&dev_stack, "http://localhost:8787"));
+        assert!(!allowed(&dev_stack, "https://evil.example"));
     }
 }
