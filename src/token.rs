@@ -3,12 +3,20 @@
 //! - `UnverifiedToken::parse(raw, max_bytes)`: strict compact-JWS parsing (3 segments, strict
 //!   base64url without padding, UTF-8 JSON objects, duplicate JSON keys rejected, nesting bounded,
 //!   `alg` from an allowlist: never `none`, never HS*). `jku`, `x5u`, `jwk`, `x5c` are ignored.
-//! - `verify_signature(self, key)`: the key must allow the header's `alg`; returns the claims.
+//! - `verify_signature(self, key)`: the key must allow the header's `alg`; the signature is then
+//!   checked by `jsonwebtoken` (see [`crate::key`]); returns the claims.
 //! - `check_times`, `check_audience`: `exp`/`nbf`/`iat` with leeway (a token is valid while
 //!   `now < exp + leeway`, RFC 7519 §4.1.4 "before"); `aud` string or array, `azp` required and
 //!   among the audiences when there are several audiences, and among them whenever present.
 //! - `TokenError::code()` gives the stable problem+json `code`; `Display` says "expected X, found
 //!   Y" and never contains the token; attacker-supplied values in messages go through [`quote_untrusted`].
+//!
+//! Why the parsing is our own rather than `jsonwebtoken::decode`: its serde parsing takes the
+//! last of duplicate JSON keys (a parser-differential trick between us and the IdP or a
+//! downstream reader), bounds neither nesting nor the token's size before working on it, does not
+//! refuse `crit` (RFC 7515 §4.1.11), and reports failures as its own error kinds, not our stable
+//! codes. So the token is parsed here once, strictly, and only the signature goes to
+//! `jsonwebtoken`, over the exact bytes the issuer signed.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -292,17 +300,17 @@ pub fn check_times(claims: &Claims, now: SystemTime, leeway: Duration) -> Result
         });
     }
     // RFC 7519 §4.1.5: the current time MUST be after or equal to `nbf`.
-    if let Some(not_before) = numeric_date(claims, "nbf")? {
-        if not_before > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid { not_before, now });
-        }
+    if let Some(not_before) = numeric_date(claims, "nbf")?
+        && not_before > now.saturating_add(leeway)
+    {
+        return Err(TokenError::NotYetValid { not_before, now });
     }
     // OIDC Core §3.1.3.7 step 10: `iat` may be used to reject tokens issued too far away from
     // the current time; one issued in the future means a broken or hostile issuer clock.
-    if let Some(issued_at) = numeric_date(claims, "iat")? {
-        if issued_at > now.saturating_add(leeway) {
-            return Err(TokenError::IssuedInFuture { issued_at, now });
-        }
+    if let Some(issued_at) = numeric_date(claims, "iat")?
+        && issued_at > now.saturating_add(leeway)
+    {
+        return Err(TokenError::IssuedInFuture { issued_at, now });
     }
     Ok(())
 }

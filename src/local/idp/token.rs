@@ -108,15 +108,15 @@ pub(super) async fn mint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(Extension(ConnectInfo(address))) = peer {
-        if !address.ip().to_canonical().is_loopback() {
-            return OAuthError {
-                status: StatusCode::FORBIDDEN,
-                error: "access_denied",
-                description: "/mint only answers requests from this machine".into(),
-            }
-            .into_response();
+    if let Some(Extension(ConnectInfo(address))) = peer
+        && !address.ip().to_canonical().is_loopback()
+    {
+        return OAuthError {
+            status: StatusCode::FORBIDDEN,
+            error: "access_denied",
+            description: "/mint only answers requests from this machine".into(),
         }
+        .into_response();
     }
     match idp.mint_request(&headers, &body) {
         Ok(id_token) => no_store_json(StatusCode::OK, &json!({ "id_token": id_token })),
