@@ -18,8 +18,9 @@ use credbroker::broker::Broker;
 use credbroker::config::Config;
 use credbroker::key::Algorithm;
 use credbroker::local::signing_key::SigningKey;
-use credbroker::pool::{AwsCredentials, IdentityPool, Logins, PoolFuture};
-use credbroker::provider::Provider;
+use credbroker::pool::{AwsCredentials, DeveloperLogin, IdentityPool, Logins, PoolFuture};
+use credbroker::provider::{Provider, TokenUse};
+use credbroker::tags::PrincipalTags;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -43,6 +44,20 @@ impl IdentityPool for InProcessPool {
                 secret_access_key: "secret".into(),
                 session_token: "token".into(),
                 expiration: SystemTime::now() + Duration::from_secs(3600),
+            })
+        })
+    }
+
+    fn developer_login<'a>(
+        &'a self,
+        _provider_name: &'a str,
+        _user_id: &'a str,
+        _tags: &'a PrincipalTags,
+    ) -> PoolFuture<'a, DeveloperLogin> {
+        Box::pin(async {
+            Ok(DeveloperLogin {
+                identity_id: "us-east-1:00000000-0000-4000-8000-000000000001".to_string(),
+                token: "cognito-openid-token".to_string(),
             })
         })
     }
@@ -102,11 +117,11 @@ fn bench_signin(c: &mut Criterion) {
         let token = key.sign_jwt(&claims(&issuer));
         // Warm the key cache (one JWKS fetch), as every sign-in after the first finds it.
         runtime
-            .block_on(provider.verify(&token, SystemTime::now()))
+            .block_on(provider.verify(&token, TokenUse::SignIn, SystemTime::now()))
             .expect("token verifies");
         c.bench_function(&format!("verify/{alg}"), |b| {
             b.to_async(&runtime)
-                .iter(|| provider.verify(&token, SystemTime::now()))
+                .iter(|| provider.verify(&token, TokenUse::SignIn, SystemTime::now()))
         });
 
         let (signing_input, signature) = split_signature(&token);

@@ -20,7 +20,9 @@ export const BUDGETS = {
   // The issue's target is 8 kB; the client as it stands (sign-in flows, renewal across tabs,
   // RP logout, transparent mode) is larger. This ceiling only stops growth; the way down to
   // 8 kB is splitting the sign-in and renewal flows into a module loaded on first use.
-  'credbroker.min.js': 9_600,
+  // +20 B for the identity assertion header (issue 12), +50 B for sending the identity id back
+  // on renewal (issue 13: renewals skip Cognito's GetId).
+  'credbroker.min.js': 9_680,
   'credbroker-sw.min.js': 5_000,
 };
 

@@ -1,7 +1,10 @@
 //! The HTTP API, one axum [`Router`] for Lambda (`lambda_http`) and local servers alike.
 //!
-//! - `POST /auth/signin/{provider}`: `{"id_token": "..."}` (JSON or form) → credentials.
+//! - `POST /auth/signin/{provider}`: `{"id_token": "...", "identity_id": "..."}` (JSON or form)
+//!   → credentials. `identity_id` is optional: the one an earlier sign-in answered, sent back on
+//!   renewal so the broker can skip `GetId` (see [`crate::broker`]).
 //! - `GET /auth/config`: what a browser client needs to start a sign-in.
+//! - `GET /web/*`: the browser client ([`crate::assets`]), in [`router`] only.
 //!
 //! CORS is an allowlist: a request carrying an `Origin` that is not listed is refused outright
 //! (403 `origin_not_allowed`), preflights of listed origins are answered here, and every
@@ -27,6 +30,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
+use crate::assets::{self, WebFiles};
 use crate::broker::{Broker, SignIn};
 use crate::error::ApiError;
 use crate::provider::ClientEndpoints;
@@ -49,6 +53,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
     let cors = Cors::refusing(broker.allowed_origins(), "/");
     with_cors(
         routes(broker)
+            // The browser client on the API's own origin (transparent mode needs that).
+            .merge(assets::router(WebFiles::Embedded, "/web"))
             .fallback(|| async { ApiError::NotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
         cors,
@@ -240,8 +246,10 @@ async fn sign_in_answer(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<SignIn, ApiError> {
     let body = body.map_err(|rejection| body_error(rejection, broker.limits().max_body_bytes))?;
-    let id_token = id_token_from(headers, &body)?;
-    broker.sign_in(provider, &id_token).await
+    let request = sign_in_request(headers, &body)?;
+    broker
+        .renew(provider, &request.id_token, request.identity_id.as_deref())
+        .await
 }
 
 fn credentials_response(signed_in: SignIn) -> Response {
@@ -321,8 +329,16 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// The `id_token` from a JSON or urlencoded body.
-fn id_token_from(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+/// What a sign-in request carries.
+#[derive(Debug, PartialEq, Eq)]
+struct SignInRequest {
+    id_token: String,
+    /// The identity id of an earlier sign-in, if the client sent one back (empty = none).
+    identity_id: Option<String>,
+}
+
+/// The fields of a JSON or urlencoded sign-in body.
+fn sign_in_request(headers: &HeaderMap, body: &[u8]) -> Result<SignInRequest, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -333,30 +349,42 @@ fn id_token_from(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let token = match media_type.as_str() {
-        "application/json" => json_id_token(body)?,
-        "application/x-www-form-urlencoded" => form_id_token(body)?,
+    let (token, identity_id) = match media_type.as_str() {
+        "application/json" => {
+            let object = json_object(body)?;
+            (
+                json_field(&object, "id_token")?,
+                json_field(&object, "identity_id")?,
+            )
+        }
+        "application/x-www-form-urlencoded" => {
+            (form_field(body, "id_token")?, form_field(body, "identity_id")?)
+        }
         _ => {
             let shown = content_type.chars().take(100).collect();
             return Err(ApiError::UnsupportedMediaType(shown));
         }
     };
-    if token.is_empty() {
-        return Err(missing_id_token());
+    match token {
+        Some(id_token) if !id_token.is_empty() => Ok(SignInRequest {
+            id_token,
+            identity_id: identity_id.filter(|id| !id.is_empty()),
+        }),
+        _ => Err(missing_id_token()),
     }
-    Ok(token)
 }
 
-fn form_id_token(body: &[u8]) -> Result<String, ApiError> {
-    let mut tokens = url::form_urlencoded::parse(body).filter(|(key, _)| key == "id_token");
-    let token = tokens.next().ok_or_else(missing_id_token)?.1.into_owned();
-    if tokens.next().is_some() {
+/// The one value of `name` in a form, if present.
+fn form_field(body: &[u8], name: &str) -> Result<Option<String>, ApiError> {
+    let mut values = url::form_urlencoded::parse(body).filter(|(key, _)| key == name);
+    let value = values.next().map(|(_, value)| value.into_owned());
+    if values.next().is_some() {
         return Err(ApiError::BadRequest {
             code: "malformed_request",
-            detail: "the form carries `id_token` more than once".into(),
+            detail: format!("the form carries `{name}` more than once"),
         });
     }
-    Ok(token)
+    Ok(value)
 }
 
 fn missing_id_token() -> ApiError {
@@ -366,20 +394,26 @@ fn missing_id_token() -> ApiError {
     }
 }
 
-/// The `id_token` of a JSON body, which must be an object: serde's derived structs would also
-/// take `["<token>"]`, a shape the API does not document.
-fn json_id_token(body: &[u8]) -> Result<String, ApiError> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
-            code: "malformed_request",
-            detail: format!("the body is not a JSON object: {}", json_error_kind(&e)),
-        })?;
-    match object.get("id_token") {
-        None => Err(missing_id_token()),
-        Some(serde_json::Value::String(token)) => Ok(token.clone()),
+/// A JSON body, which must be an object: serde's derived structs would also take
+/// `["<token>"]`, a shape the API does not document.
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        code: "malformed_request",
+        detail: format!("the body is not a JSON object: {}", json_error_kind(&e)),
+    })
+}
+
+/// The string member `name` of a JSON object, if present.
+fn json_field(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(serde_json::Value::String(value)) => Ok(Some(value.clone())),
         Some(_) => Err(ApiError::BadRequest {
             code: "malformed_request",
-            detail: "`id_token` is not a string".into(),
+            detail: format!("`{name}` is not a string"),
         }),
     }
 }
@@ -474,6 +508,10 @@ mod tests {
         headers
     }
 
+    fn id_token_from(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+        sign_in_request(headers, body).map(|request| request.id_token)
+    }
+
     #[test]
     fn id_token_from_json_and_form() {
         let json = id_token_from(
@@ -486,6 +524,34 @@ mod tests {
             b"id_token=a.b.c&x=1",
         );
         assert_eq!(form.unwrap(), "a.b.c");
+    }
+
+    #[test]
+    fn the_identity_id_is_optional_beside_the_token() {
+        let request = |content_type: &str, body: &[u8]| sign_in_request(&json_headers(content_type), body);
+        let id = "us-east-1:0123abcd-0000-4000-8000-00000000abcd";
+        let json = request(
+            "application/json",
+            format!(r#"{{"id_token":"t","identity_id":"{id}"}}"#).as_bytes(),
+        );
+        assert_eq!(json.unwrap().identity_id.as_deref(), Some(id));
+        let form = request(
+            "application/x-www-form-urlencoded",
+            format!("id_token=t&identity_id={}", id.replace(':', "%3A")).as_bytes(),
+        );
+        assert_eq!(form.unwrap().identity_id.as_deref(), Some(id));
+        let absent = request("application/json", br#"{"id_token":"t"}"#).unwrap();
+        assert_eq!(absent.identity_id, None);
+        let empty = request("application/json", br#"{"id_token":"t","identity_id":""}"#).unwrap();
+        assert_eq!(empty.identity_id, None);
+        let not_text = request("application/json", br#"{"id_token":"t","identity_id":7}"#).unwrap_err();
+        assert_eq!(not_text.code(), "malformed_request");
+        let twice = request(
+            "application/x-www-form-urlencoded",
+            b"id_token=t&identity_id=a&identity_id=b",
+        )
+        .unwrap_err();
+        assert_eq!(twice.code(), "malformed_request");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The bearer authorizer: an API Gateway REQUEST authorizer (`credbroker-authorizer`) for APIs
 //! whose clients send `Authorization: Bearer <ID token>` instead of SigV4.
 //!
-//! The token goes through the same verifier as a sign-in ([`Broker::verify_bearer`]: the provider
+//! The token goes through the same verifier as a sign-in ([`Verifier::verify_bearer`]: the provider
 //! is found by the token's issuer, then every check and the provider's `require` rules), and the
 //! `[authorizer]` access rules turn the verified claims into an IAM policy.
 //!
@@ -27,10 +27,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::broker::Broker;
 use crate::config::{AccessRule, AuthorizerConfig};
 use crate::provider::VerifiedToken;
 use crate::telemetry::{self, Decision};
+use crate::verifier::Verifier;
 
 /// HTTP methods a route pattern may name; `*` (or `ANY`) stands for all of them.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -256,25 +256,25 @@ impl Authorizer {
     /// [`Authorizer::authorize`], recording the decision and how long it took.
     pub async fn answer(
         &self,
-        broker: &Broker,
+        verifier: &Verifier,
         event: &AuthorizerEvent,
     ) -> Result<AuthorizerResponse, Refusal> {
         let started = Instant::now();
-        let answer = self.authorize(broker, event).await;
+        let answer = self.authorize(verifier, event).await;
         telemetry::record_decision(decision_of(&answer), started.elapsed());
         answer
     }
 
-    /// Answers one event: verifies its bearer token with `broker` and builds the policy.
+    /// Answers one event: verifies its bearer token with `verifier` and builds the policy.
     pub async fn authorize(
         &self,
-        broker: &Broker,
+        verifier: &Verifier,
         event: &AuthorizerEvent,
     ) -> Result<AuthorizerResponse, Refusal> {
         let api = ApiArn::from_method_arn(&event.method_arn)
             .ok_or_else(|| Refusal::Failed("the event's methodArn is not an execute-api ARN".into()))?;
         let token = event.bearer_token().ok_or(Refusal::Unauthorized)?;
-        match broker.verify_bearer(token).await {
+        match verifier.verify_bearer(token).await {
             Ok(verified) => Ok(self.policy_for(&verified, &api)),
             Err(error) if error.status() == StatusCode::FORBIDDEN => {
                 tracing::info!(code = error.code(), "bearer token denied");

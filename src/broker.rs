@@ -1,21 +1,65 @@
 //! One sign-in, start to end: find the provider, verify the token, apply the claim rules, and
-//! exchange the token at the identity pool (`GetId`, then `GetCredentialsForIdentity`).
+//! exchange the token at the identity pool.
+//!
+//! # The exchange, and how many Cognito calls it makes
+//!
+//! | pool mode   | first sign-in                                   | renewal (`identity_id` sent back) |
+//! |-------------|-------------------------------------------------|-----------------------------------|
+//! | `enhanced`  | `GetId` + `GetCredentialsForIdentity` (2)       | `GetCredentialsForIdentity` (1)   |
+//! | `developer` | `GetOpenIdTokenForDeveloperIdentity` + `GetCredentialsForIdentity` (2) | the same (2) |
+//!
+//! In enhanced mode a renewal skips `GetId` (25 requests/s per account by default) because
+//! Cognito itself checks that the identity belongs to the token's login: an identity id that does
+//! not (someone else's, a deleted one, garbage) is refused (`NotAuthorizedException` "Logins
+//! don't match", `ResourceNotFoundException`, `InvalidParameterException`), and the broker then
+//! falls back to `GetId` as for a first sign-in: one wasted call, never an error for the user.
+//! `GetCredentialsForIdentity` never links a login to an identity, so a caller gains nothing by
+//! sending someone else's id. In developer mode the identity id a client sends is ignored on
+//! purpose: `GetOpenIdTokenForDeveloperIdentity` *links* the developer login to an identity id it
+//! is given, so a caller-chosen id would hand over another user's identity.
+//!
+//! # Throttling
+//!
+//! Cognito's quotas are per account and Region. A throttled call is retried (after the SDK's own
+//! retries) with full-jitter exponential backoff, starting at [`THROTTLE_FIRST_BACKOFF`] and
+//! capped at [`THROTTLE_MAX_BACKOFF`], so a burst spreads out instead of retrying in lockstep.
+//! The whole exchange, retries included, is bounded by [`EXCHANGE_BUDGET`]; when it runs out
+//! the client gets `429 pool_throttled` with `Retry-After`.
 
-use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::config::{Config, ConfigError, Limits};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::time::Instant;
+
+use crate::config::{Config, ConfigError, PoolMode};
 use crate::error::ApiError;
 use crate::identity::{self, IdentitySigner};
-use crate::jwks::JwksPolicy;
-use crate::pool::{AwsCredentials, CognitoPool, IdentityPool, Logins};
-use crate::provider::{Provider, VerifiedToken};
+use crate::pool::{
+    AwsCredentials, COGNITO_LOGINS_KEY, CognitoPool, IdentityPool, Logins, PoolError, is_identity_id,
+};
 use crate::telemetry;
-use crate::token::{self, Claims, TokenError, UnverifiedToken};
+use crate::token::Claims;
+use crate::verifier::Verifier;
 
-/// Connect timeout for every IdP fetch; the per-request timeout comes from the JWKS policy.
-const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest the identity-pool part of one sign-in may take, throttling retries included. API
+/// Gateway ends a Lambda integration at 29 s; a cold key fetch may take the JWKS timeout (5 s by
+/// default) before the exchange starts, and 2 s are left for everything else.
+pub const EXCHANGE_BUDGET: Duration = Duration::from_secs(22);
+/// First pause after a throttled call, before jitter; it doubles with every further one.
+pub const THROTTLE_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest pause between two throttled calls, before jitter.
+pub const THROTTLE_MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Cognito Identity operation names: the `operation` label of the pool-call metrics.
+const GET_ID: &str = "GetId";
+/// See [`GET_ID`].
+const GET_CREDENTIALS: &str = "GetCredentialsForIdentity";
+/// See [`GET_ID`].
+const DEVELOPER_LOGIN: &str = "GetOpenIdTokenForDeveloperIdentity";
 
 /// A successful sign-in.
 #[derive(Debug, Clone)]
@@ -35,50 +79,39 @@ pub struct SignIn {
     pub identity_assertion: Option<String>,
 }
 
-/// The sign-in service: providers, their key caches, and the identity pool.
+/// The sign-in service: the [`Verifier`] (providers and their key caches) and the identity pool.
+/// It derefs to its verifier, so `broker.providers()` and `broker.limits()` read as before.
 pub struct Broker {
-    providers: BTreeMap<String, Arc<Provider>>,
+    verifier: Verifier,
     pool: Arc<dyn IdentityPool>,
+    /// How tokens are exchanged, and the developer provider name in developer mode.
+    exchange: Exchange,
     region: String,
     allowed_origins: Vec<String>,
-    limits: Limits,
-    http: reqwest::Client,
-    policy: JwksPolicy,
     identity_signer: Option<Arc<dyn IdentitySigner>>,
 }
 
 impl Broker {
     /// A broker for `config` that exchanges tokens at Cognito (or the configured endpoint).
     pub async fn from_config(config: &Config) -> Result<Broker, ConfigError> {
-        let pool = CognitoPool::new(&config.identity_pool).await;
+        let pool = CognitoPool::new(config.require_identity_pool()?).await;
         Broker::new(config, Arc::new(pool))
     }
 
     /// A broker for `config` that exchanges tokens at `pool`.
     pub fn new(config: &Config, pool: Arc<dyn IdentityPool>) -> Result<Broker, ConfigError> {
-        let http = idp_client().map_err(|e| ConfigError::Invalid {
-            key: "jwks".into(),
-            problem: format!("cannot build an HTTP client: {e}"),
-            fix: "check the system's TLS configuration".into(),
-        })?;
-        let policy = JwksPolicy::from(&config.jwks);
-        let providers = config
-            .providers
-            .iter()
-            .map(|(name, provider)| {
-                let built =
-                    Provider::from_config(name, provider, &config.limits, http.clone(), policy.clone());
-                (name.clone(), Arc::new(built))
-            })
-            .collect();
+        let pool_config = config.require_identity_pool()?;
         Ok(Broker {
-            providers,
+            verifier: Verifier::from_config(config)?,
             pool,
-            region: config.identity_pool.region().to_string(),
+            exchange: match (pool_config.mode, &pool_config.developer_provider_name) {
+                (PoolMode::Developer, Some(name)) => Exchange::Developer {
+                    provider_name: name.clone(),
+                },
+                _ => Exchange::Enhanced,
+            },
+            region: pool_config.region().to_string(),
             allowed_origins: config.allowed_origins.clone(),
-            limits: config.limits.clone(),
-            http,
-            policy,
             identity_signer: None,
         })
     }
@@ -93,15 +126,9 @@ impl Broker {
         self.identity_signer.as_deref()
     }
 
-    /// Adds a provider built outside the configuration (the dev stack's dev provider).
-    pub(crate) fn add_provider(&mut self, provider: Provider) {
-        self.providers
-            .insert(provider.name().to_string(), Arc::new(provider));
-    }
-
-    /// The HTTP client and key policy providers share (for providers added later).
-    pub(crate) fn idp_parts(&self) -> (reqwest::Client, JwksPolicy) {
-        (self.http.clone(), self.policy.clone())
+    /// The identity pool tokens are exchanged at.
+    pub fn identity_pool(&self) -> &dyn IdentityPool {
+        self.pool.as_ref()
     }
 
     /// The identity pool's region.
@@ -121,48 +148,48 @@ impl Broker {
         }
     }
 
-    /// The size and clock limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// The providers, by name.
-    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
-        self.providers.values().map(Arc::as_ref)
-    }
-
-    /// Whether a provider of this name is configured.
-    pub fn has_provider(&self, name: &str) -> bool {
-        self.providers.contains_key(name)
-    }
-
-    /// The identity pool tokens are exchanged at.
-    pub fn identity_pool(&self) -> &dyn IdentityPool {
-        self.pool.as_ref()
-    }
-
-    /// The HTTP client of IdP fetches (no redirects, bounded connect), for readiness probes.
-    pub fn idp_client(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     /// Verifies `id_token` for `provider_name` and exchanges it for credentials.
     pub async fn sign_in(&self, provider_name: &str, id_token: &str) -> Result<SignIn, ApiError> {
-        let provider = self
-            .providers
-            .get(provider_name)
-            .ok_or_else(|| ApiError::UnknownProvider(truncate(provider_name, 64)))?;
-        let verified = verify_with(provider, id_token).await?;
+        self.renew(provider_name, id_token, None).await
+    }
+
+    /// [`Broker::sign_in`] for a client that already holds an identity id from an earlier
+    /// sign-in: in enhanced mode it is tried first, saving `GetId` (see the
+    /// [module documentation](self)); a refused or malformed one costs one call, not an error.
+    pub async fn renew(
+        &self,
+        provider_name: &str,
+        id_token: &str,
+        known_identity_id: Option<&str>,
+    ) -> Result<SignIn, ApiError> {
+        let (provider, verified) = self.verifier.verify_sign_in(provider_name, id_token).await?;
         let role_arn = provider.role_for(&verified.claims);
-        let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
-        let started = Instant::now();
-        let identity_id = self.pool.get_id(&logins).await;
-        telemetry::record_pool_call("GetId", started, &identity_id);
-        let identity_id = identity_id?;
-        let started = Instant::now();
-        let credentials = self.pool.get_credentials(&identity_id, &logins, role_arn).await;
-        telemetry::record_pool_call("GetCredentialsForIdentity", started, &credentials);
-        let credentials = credentials?;
+        let mut budget = Budget::starting_now();
+        let (identity_id, credentials) = match &self.exchange {
+            Exchange::Enhanced => {
+                let logins: Logins = [(verified.logins_key.clone(), id_token.to_string())].into();
+                self.enhanced(&mut budget, &logins, role_arn, known_identity_id)
+                    .await?
+            }
+            Exchange::Developer {
+                provider_name: developer,
+            } => {
+                let user_id = developer_user_id(&verified.issuer, &verified.subject);
+                let tags = provider.principal_tags(&verified.claims);
+                let login = budget
+                    .call(DEVELOPER_LOGIN, || {
+                        self.pool.developer_login(developer, &user_id, &tags)
+                    })
+                    .await?;
+                let logins: Logins = [(COGNITO_LOGINS_KEY.to_string(), login.token)].into();
+                let credentials = budget
+                    .call(GET_CREDENTIALS, || {
+                        self.pool.get_credentials(&login.identity_id, &logins, role_arn)
+                    })
+                    .await?;
+                (login.identity_id, credentials)
+            }
+        };
         tracing::debug!(provider = provider_name, %identity_id, "signed in");
         let mut signed_in = SignIn {
             identity_id,
@@ -177,61 +204,149 @@ impl Broker {
             .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
         Ok(signed_in)
     }
+}
 
-    /// Verifies a bearer ID token that names no provider (the bearer authorizer): the providers
-    /// whose issuer policy accepts the token's `iss` are tried in name order, and the first that
-    /// verifies it and whose `require` rules hold wins. When none does, the first candidate's
-    /// error is returned; a token from an issuer no provider accepts is `wrong_issuer`.
-    pub async fn verify_bearer(&self, token: &str) -> Result<VerifiedToken, ApiError> {
-        let unverified = UnverifiedToken::parse(token, self.limits.max_token_bytes)?;
-        let issuer = unverified.issuer()?;
-        let mut first_error = None;
-        for provider in self.providers() {
-            if !provider.accepts_issuer(issuer, unverified.unverified_claims()) {
-                continue;
-            }
-            match verify_with(provider, token).await {
-                Ok(verified) => return Ok(verified),
-                Err(error) => {
-                    first_error.get_or_insert(error);
+impl Deref for Broker {
+    type Target = Verifier;
+
+    fn deref(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+impl DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Verifier {
+        &mut self.verifier
+    }
+}
+
+/// How the broker exchanges a verified token (from `identity_pool.mode`).
+enum Exchange {
+    /// `GetId` (skipped on renewal) + `GetCredentialsForIdentity` with the provider's token.
+    Enhanced,
+    /// `GetOpenIdTokenForDeveloperIdentity` + `GetCredentialsForIdentity` with Cognito's token.
+    Developer {
+        /// The pool's developer provider name.
+        provider_name: String,
+    },
+}
+
+impl Broker {
+    /// The enhanced flow: the known identity first when there is one, else (or when Cognito
+    /// refuses it) `GetId`; then `GetCredentialsForIdentity`.
+    async fn enhanced(
+        &self,
+        budget: &mut Budget,
+        logins: &Logins,
+        role_arn: Option<&str>,
+        known_identity_id: Option<&str>,
+    ) -> Result<(String, AwsCredentials), PoolError> {
+        if let Some(identity_id) = known_identity_id.filter(|id| is_identity_id(id)) {
+            match budget
+                .call(GET_CREDENTIALS, || {
+                    self.pool.get_credentials(identity_id, logins, role_arn)
+                })
+                .await
+            {
+                Ok(credentials) => return Ok((identity_id.to_string(), credentials)),
+                Err(PoolError::NotAuthorized(_) | PoolError::NotFound(_) | PoolError::Invalid(_)) => {
+                    tracing::debug!("the identity id sent back was refused; asking GetId");
                 }
+                Err(other) => return Err(other),
             }
         }
-        Err(first_error.unwrap_or_else(|| {
-            ApiError::Token(TokenError::WrongIssuer {
-                expected: "the issuer of a configured provider".into(),
-                found: token::quote_untrusted(issuer),
+        let identity_id = budget.call(GET_ID, || self.pool.get_id(logins)).await?;
+        let credentials = budget
+            .call(GET_CREDENTIALS, || {
+                self.pool.get_credentials(&identity_id, logins, role_arn)
             })
-        }))
+            .await?;
+        Ok((identity_id, credentials))
     }
 }
 
-/// Every check of `provider` on `id_token`, then its `require` rules: what both a sign-in and a
-/// bearer token must pass.
-async fn verify_with(provider: &Provider, id_token: &str) -> Result<VerifiedToken, ApiError> {
-    let verified = provider.verify(id_token, SystemTime::now()).await?;
-    if let Some(rule) = provider.unmet_rule(&verified.claims) {
-        return Err(ApiError::RuleDenied(rule.to_string()));
-    }
-    Ok(verified)
+/// The developer user identifier of a user: stable per (issuer, subject), bounded (Cognito
+/// allows 1..=1024 characters) and without personal data: base64url of
+/// SHA-256(`issuer` NUL `subject`). An issuer is a URL and holds no NUL, so no two pairs meet.
+pub fn developer_user_id(issuer: &str, subject: &str) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(issuer.as_bytes());
+    context.update(&[0]);
+    context.update(subject.as_bytes());
+    URL_SAFE_NO_PAD.encode(context.finish().as_ref())
 }
 
-/// The client for discovery and JWKS fetches. Redirects are not followed: an IdP's key endpoint
-/// that redirects elsewhere is a misconfiguration to surface, not a hop to trust.
-fn idp_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(IDP_CONNECT_TIMEOUT)
-        .user_agent(concat!("credbroker/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The time left for one exchange, and the throttling backoff state within it.
+struct Budget {
+    deadline: Instant,
+    throttled: u32,
+    /// The `retry_after` of the last throttled answer, if any.
+    last_throttle: Option<Duration>,
 }
 
-/// Caller-supplied text shortened for messages, so a huge path segment can't bloat a response.
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+impl Budget {
+    fn starting_now() -> Budget {
+        Budget {
+            deadline: Instant::now() + EXCHANGE_BUDGET,
+            throttled: 0,
+            last_throttle: None,
+        }
     }
+
+    /// Runs one pool call of `operation` within the budget, retrying it while it is throttled
+    /// and a jittered pause still fits. Out of time, the last throttling (or a timeout) is the
+    /// answer. Every attempt's duration and throttling is recorded.
+    async fn call<T, F, Fut>(&mut self, operation: &'static str, mut call: F) -> Result<T, PoolError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, PoolError>>,
+    {
+        loop {
+            let started = Instant::now();
+            let outcome = tokio::time::timeout_at(self.deadline, call()).await;
+            telemetry::record_pool_call(operation, started.elapsed(), outcome.as_ref().ok());
+            let Ok(result) = outcome else {
+                // Cut off while retrying throttled calls: the pool is busy, not broken.
+                return Err(match self.last_throttle {
+                    Some(retry_after) => PoolError::Throttled { retry_after },
+                    None => PoolError::Unavailable(format!(
+                        "no answer within the exchange budget of {} s",
+                        EXCHANGE_BUDGET.as_secs()
+                    )),
+                });
+            };
+            match result {
+                Err(PoolError::Throttled { retry_after }) => {
+                    let pause = full_jitter(self.throttled);
+                    if Instant::now() + pause >= self.deadline {
+                        return Err(PoolError::Throttled { retry_after });
+                    }
+                    self.throttled += 1;
+                    self.last_throttle = Some(retry_after);
+                    tracing::debug!(
+                        pause_ms = pause.as_millis() as u64,
+                        "identity pool throttled; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A uniformly random pause in `[0, min(cap, first × 2^n)]` ("full jitter").
+fn full_jitter(retries_so_far: u32) -> Duration {
+    let ceiling = THROTTLE_FIRST_BACKOFF
+        .saturating_mul(1u32 << retries_so_far.min(16))
+        .min(THROTTLE_MAX_BACKOFF);
+    let mut random = [0u8; 4];
+    // Without randomness (never on a working system) the pause is the ceiling: still bounded.
+    let fraction = match aws_lc_rs::rand::fill(&mut random) {
+        Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+        Err(_) => 1.0,
+    };
+    ceiling.mul_f64(fraction)
 }
 
 #[cfg(test)]
@@ -239,8 +354,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn truncate_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
-        assert_eq!(truncate("corp", 64), "corp");
-        assert_eq!(truncate("ééééé", 2), "éé…");
+    fn developer_user_ids_are_stable_bounded_and_distinct() {
+        let alice = developer_user_id("https://idp.example.com", "alice");
+        assert_eq!(alice, developer_user_id("https://idp.example.com", "alice"));
+        assert_eq!(alice.len(), 43);
+        assert!(
+            alice
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(alice, developer_user_id("https://idp.example.com", "bob"));
+        assert_ne!(alice, developer_user_id("https://other.example.com", "alice"));
+        // The separator keeps (issuer, subject) pairs apart however they are split.
+        assert_ne!(
+            developer_user_id("https://a", "bc"),
+            developer_user_id("https://ab", "c")
+        );
+    }
+
+    #[test]
+    fn full_jitter_stays_under_its_ceiling() {
+        for retries in [0, 1, 2, 5, 40] {
+            let ceiling = THROTTLE_FIRST_BACKOFF
+                .saturating_mul(1 << retries.min(16))
+                .min(THROTTLE_MAX_BACKOFF);
+            for _ in 0..50 {
+                assert!(full_jitter(retries) <= ceiling);
+            }
+        }
+        let pauses: std::collections::HashSet<Duration> = (0..20).map(|_| full_jitter(3)).collect();
+        assert!(pauses.len() > 1, "pauses are random");
     }
 }

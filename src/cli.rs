@@ -15,9 +15,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::assets::WebFiles;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, PoolMode};
 use crate::health::{self, Readiness};
+use crate::local::pool::{PoolLoad, Quotas};
 use crate::local::{DevOptions, DevStack};
 use crate::telemetry;
 
@@ -55,18 +57,80 @@ struct DevArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
-    /// Extra providers from a config file (its [identity_pool] is replaced by the local pool).
+    /// Extra providers from a config file ([identity_pool] is not needed: the local pool replaces it).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Proxy signed requests under /api/ to this app instead of the demo routes.
     #[arg(long)]
     upstream: Option<Url>,
-    /// Directory of the browser client.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web"))]
-    web: PathBuf,
+    /// Serve the browser client from this directory instead of the copy built into the binary
+    /// (client development: edit and reload).
+    #[arg(long)]
+    web: Option<PathBuf>,
     /// Lifetime of credentials issued by the local pool, in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=43200))]
     credential_lifetime: u64,
+    /// How the broker exchanges tokens: enhanced (GetId + GetCredentialsForIdentity with the
+    /// provider's token) or developer (GetOpenIdTokenForDeveloperIdentity, signed).
+    #[arg(long, value_enum, default_value_t = PoolModeArg::Enhanced)]
+    pool_mode: PoolModeArg,
+    /// Round trip the local pool adds to every answer, in milliseconds (Cognito's is ~20 ms
+    /// from inside the Region).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pool_latency_ms: u64,
+    /// Emulate Cognito's request-rate quotas: bare for the defaults (GetId 25/s,
+    /// GetCredentialsForIdentity 200/s, GetOpenIdTokenForDeveloperIdentity 25/s), or
+    /// `GetId=N,GetCredentialsForIdentity=N,GetOpenIdTokenForDeveloperIdentity=N`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "default", value_parser = parse_quotas)]
+    pool_quota: Option<Quotas>,
+}
+
+/// `--pool-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PoolModeArg {
+    /// `identity_pool.mode = "enhanced"`.
+    Enhanced,
+    /// `identity_pool.mode = "developer"`.
+    Developer,
+}
+
+impl From<PoolModeArg> for PoolMode {
+    fn from(mode: PoolModeArg) -> PoolMode {
+        match mode {
+            PoolModeArg::Enhanced => PoolMode::Enhanced,
+            PoolModeArg::Developer => PoolMode::Developer,
+        }
+    }
+}
+
+/// `--pool-quota`: `default`, or operation=rate pairs over the defaults.
+fn parse_quotas(text: &str) -> Result<Quotas, String> {
+    let mut quotas = Quotas::default();
+    if text == "default" {
+        return Ok(quotas);
+    }
+    for pair in text.split(',') {
+        let (operation, rate) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not OPERATION=RATE"))?;
+        let rate: u32 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|rate| (1..=100_000).contains(rate))
+            .ok_or_else(|| format!("`{rate}` is not a rate of 1..=100000 per second"))?;
+        match operation.trim() {
+            "GetId" => quotas.get_id = rate,
+            "GetCredentialsForIdentity" => quotas.get_credentials = rate,
+            "GetOpenIdTokenForDeveloperIdentity" => quotas.developer_token = rate,
+            other => {
+                return Err(format!(
+                    "`{other}` is not GetId, GetCredentialsForIdentity or GetOpenIdTokenForDeveloperIdentity"
+                ));
+            }
+        }
+    }
+    Ok(quotas)
 }
 
 #[derive(Debug, Args)]
@@ -182,8 +246,13 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
         listen: args.listen,
         config,
         upstream: args.upstream,
-        web_dir: args.web,
+        web: args.web.map_or(WebFiles::Embedded, WebFiles::Dir),
         credential_lifetime: Duration::from_secs(args.credential_lifetime),
+        pool_mode: args.pool_mode.into(),
+        pool_load: PoolLoad {
+            latency: Duration::from_millis(args.pool_latency_ms),
+            quotas: args.pool_quota,
+        },
     };
     telemetry::prometheus::handle();
     let stack = DevStack::bind(options).await.map_err(fail)?;
@@ -199,10 +268,33 @@ fn print_dev_banner(base: &Url) {
     println!("  dev provider    {base}dev-idp/.well-known/openid-configuration");
     println!("  identity pool   {base}cognito-identity/ (Cognito Identity protocol)");
     println!("  SigV4 gateway   {base}api/whoami");
+    let me = command_name();
     println!(
-        "Try: credbroker curl {base}api/whoami --credentials <(credbroker signin --id-token \"$(credbroker token)\")"
+        "Try: {me} curl {base}api/whoami --credentials <({me} signin --broker {base} \
+         --id-token \"$({me} token --idp {base}dev-idp)\")"
     );
     println!("Ctrl-C stops it.");
+}
+
+/// How to call this program again from a shell: `credbroker` when that is what the PATH finds,
+/// else its full path (`cargo run` leaves it in `target/`, off the PATH), so the printed hint
+/// works as written.
+fn command_name() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "credbroker".to_string();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("credbroker")).is_ok_and(|found| found == me))
+    });
+    let shown = me.to_string_lossy().into_owned();
+    if on_path {
+        "credbroker".to_string()
+    } else if shown.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+        format!("'{}'", shown.replace('\'', "'\\''"))
+    } else {
+        shown
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

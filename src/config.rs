@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::authorizer::RoutePattern;
 use crate::rules::Rule;
+use crate::tags::{self, PrincipalTagMap};
 
 /// The environment variable that holds the whole configuration, TOML or JSON (used by the Lambda
 /// binaries).
@@ -38,8 +39,10 @@ pub struct Config {
     /// JWKS fetching and caching policy.
     #[serde(default)]
     pub jwks: JwksSettings,
-    /// The Cognito identity pool credentials come from.
-    pub identity_pool: IdentityPoolConfig,
+    /// The Cognito identity pool credentials come from. Only sign-in needs it: the bearer
+    /// authorizer never calls Cognito Identity, and `credbroker dev` replaces it.
+    #[serde(default)]
+    pub identity_pool: Option<IdentityPoolConfig>,
     /// Named sign-in providers; the name is the `{provider}` in `POST /auth/signin/{provider}`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -77,6 +80,8 @@ pub struct AccessRule {
 /// Most routes over all access rules: the policy is one statement listing them, and API Gateway
 /// caches it per token.
 pub const MAX_AUTHORIZER_ROUTES: usize = 64;
+/// Largest clock leeway: beyond a few minutes it stops being leeway and keeps expired tokens alive.
+pub const MAX_LEEWAY_SECONDS: u64 = 300;
 /// Most claims in the authorizer context.
 pub const MAX_CONTEXT_CLAIMS: usize = 16;
 
@@ -155,13 +160,42 @@ pub struct IdentityPoolConfig {
     /// Attempts per Cognito call, the first included (retries back off with jitter).
     #[serde(default = "default_pool_max_attempts")]
     pub max_attempts: u32,
+    /// How tokens are exchanged: `enhanced` (the default) or `developer`.
+    #[serde(default)]
+    pub mode: PoolMode,
+    /// `developer` mode: the pool's developer provider name (`DeveloperProviderName`).
+    #[serde(default)]
+    pub developer_provider_name: Option<String>,
 }
 
-fn default_pool_attempt_timeout() -> u64 {
+/// How the broker exchanges a verified token at the identity pool. See `docs/exchange.md`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// Cognito's enhanced (simplified) flow: `GetId` and `GetCredentialsForIdentity` with the
+    /// provider's ID token in `Logins`; the pool trusts the providers itself.
+    #[default]
+    Enhanced,
+    /// Developer-authenticated identities: the broker vouches for the user with its own AWS
+    /// credentials (`GetOpenIdTokenForDeveloperIdentity`), so its rules are the only way in.
+    Developer,
+}
+
+impl PoolMode {
+    /// The name used in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMode::Enhanced => "enhanced",
+            PoolMode::Developer => "developer",
+        }
+    }
+}
+
+pub(crate) fn default_pool_attempt_timeout() -> u64 {
     2
 }
 
-fn default_pool_max_attempts() -> u32 {
+pub(crate) fn default_pool_max_attempts() -> u32 {
     3
 }
 
@@ -238,6 +272,9 @@ pub struct ProviderConfig {
     /// Overrides where signing keys are fetched (otherwise the kind's default or discovery).
     #[serde(default)]
     pub jwks_uri: Option<Url>,
+    /// `developer` pool mode: principal tags (session tags) from claims, tag name → claim name.
+    #[serde(default)]
+    pub principal_tags: PrincipalTagMap,
     /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
     #[serde(default)]
     pub issuer: Option<Url>,
@@ -256,6 +293,17 @@ pub struct ProviderConfig {
     /// `cognito`: the user pool id, e.g. `eu-west-1_AbCdEf123`.
     #[serde(default)]
     pub user_pool_id: Option<String>,
+    /// `cognito`: also accept access tokens as bearer tokens in the authorizer (never at
+    /// sign-in); their `client_id` must be one of `audiences`.
+    #[serde(default)]
+    pub accept_access_tokens: bool,
+    /// `cognito`, with `accept_access_tokens`: scopes every bearer access token must carry.
+    #[serde(default)]
+    pub access_token_scopes: Vec<String>,
+    /// `cognito`: the hosted UI domain (`myapp.auth.eu-west-1.amazoncognito.com` or a custom
+    /// domain), whose endpoints `/auth/config` gives browser clients.
+    #[serde(default)]
+    pub hosted_ui_domain: Option<String>,
 }
 
 fn default_exposed_claims() -> Vec<String> {
@@ -281,9 +329,14 @@ pub enum ConfigError {
         "no configuration: set {CONFIG_ENV} to the TOML or JSON text or {CONFIG_FILE_ENV} to a file path"
     )]
     Missing,
-    /// The TOML or JSON is malformed or has an unknown key or a value of the wrong type.
-    #[error("invalid config: {0}")]
-    Syntax(String),
+    /// The text is not well-formed TOML or JSON.
+    #[error("invalid config: {problem}; fix: {fix}")]
+    Syntax {
+        /// What the parser found, and where (line and column).
+        problem: String,
+        /// What to do about it.
+        fix: &'static str,
+    },
     /// A key has a value credbroker cannot work with.
     #[error("invalid config key `{key}`: {problem}; fix: {fix}")]
     Invalid {
@@ -294,6 +347,38 @@ pub enum ConfigError {
         /// What to write instead.
         fix: String,
     },
+}
+
+/// A well-formed document of the wrong shape (unknown key, missing key, wrong type) as the usual
+/// "key + fix" message, naming the dotted key instead of quoting the parser's dump of the file.
+fn shape_error(path: String, message: &str) -> ConfigError {
+    let problem = message.lines().next().unwrap_or_default().trim().to_string();
+    let fix = if problem.starts_with("unknown field") {
+        "remove it or correct its spelling (the keys this table accepts are listed above)"
+    } else if problem.starts_with("missing field") {
+        "add it (see the configuration table in the README)"
+    } else if problem.starts_with("unknown variant") {
+        "use one of the values listed above"
+    } else if problem.starts_with("invalid type") {
+        "write a value of the expected type (see the configuration table in the README)"
+    } else {
+        "see the configuration table in the README"
+    };
+    let key = if path == "." {
+        "(top level)".to_string()
+    } else {
+        path
+    };
+    invalid(key, problem, fix)
+}
+
+/// `line L, column C` of a byte offset (1-based), for syntax errors.
+fn line_and_column(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let offset = span.map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..offset).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    format!("line {line}, column {column}")
 }
 
 /// Removes `null` object members, at every depth.
@@ -330,7 +415,16 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let document = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            problem: format!(
+                "{} at {}",
+                e.message().trim_end(),
+                line_and_column(text, e.span())
+            ),
+            fix: "check the TOML syntax there (strings in double quotes, one [table] per name)",
+        })?;
+        let config: Config = serde_path_to_error::deserialize(document)
+            .map_err(|e| shape_error(e.path().to_string(), e.inner().message()))?;
         config.validate()?;
         Ok(config)
     }
@@ -341,10 +435,13 @@ impl Config {
     /// no null to mean anything else. A `null` list item stays an error: dropping it could drop
     /// a `require` rule.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let syntax = |e: serde_json::Error| ConfigError::Syntax(format!("JSON: {e}"));
-        let mut value: serde_json::Value = serde_json::from_str(text).map_err(syntax)?;
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+            problem: format!("JSON: {e}"),
+            fix: "check the JSON syntax there",
+        })?;
         drop_nulls(&mut value);
-        let config: Config = serde_json::from_value(value).map_err(syntax)?;
+        let config: Config = serde_path_to_error::deserialize(value)
+            .map_err(|e| shape_error(e.path().to_string(), &e.inner().to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -371,7 +468,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        validate_pool(&self.identity_pool)?;
+        if let Some(pool) = &self.identity_pool {
+            validate_pool(pool)?;
+        }
         for (index, origin) in self.allowed_origins.iter().enumerate() {
             validate_origin(&format!("allowed_origins[{index}]"), origin)?;
         }
@@ -389,6 +488,23 @@ impl Config {
                 "make it at least max_token_bytes + 64",
             ));
         }
+        if self.limits.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(invalid(
+                "limits.leeway_seconds",
+                format!(
+                    "{} is over {MAX_LEEWAY_SECONDS}: expired tokens would stay usable for that long",
+                    self.limits.leeway_seconds
+                ),
+                "use 60 (fix the server's clock rather than widening the leeway)",
+            ));
+        }
+        if self.jwks.cooldown_seconds == 0 || self.jwks.cooldown_seconds > 3600 {
+            return Err(invalid(
+                "jwks.cooldown_seconds",
+                "must be 1..=3600: 0 would let every token with an unknown kid make a key fetch",
+                "use 60",
+            ));
+        }
         if self.jwks.timeout_seconds == 0 || self.jwks.timeout_seconds > 30 {
             return Err(invalid("jwks.timeout_seconds", "must be 1..=30", "use 5"));
         }
@@ -401,11 +517,30 @@ impl Config {
         }
         for (name, provider) in &self.providers {
             validate_provider(name, provider)?;
+            validate_principal_tags(
+                name,
+                provider,
+                self.identity_pool
+                    .as_ref()
+                    .map_or(PoolMode::Enhanced, |pool| pool.mode),
+            )?;
         }
         if let Some(authorizer) = &self.authorizer {
             validate_authorizer(authorizer)?;
         }
         Ok(())
+    }
+
+    /// The `[identity_pool]` table, which sign-in cannot run without.
+    pub fn require_identity_pool(&self) -> Result<&IdentityPoolConfig, ConfigError> {
+        self.identity_pool.as_ref().ok_or_else(|| {
+            invalid(
+                "identity_pool",
+                "is missing, so sign-in has nowhere to exchange tokens",
+                "add [identity_pool] with id = \"REGION:UUID\" (only the bearer authorizer and \
+                 `credbroker dev` run without it)",
+            )
+        })
     }
 
     /// The `[authorizer]` section, which the bearer authorizer cannot run without.
@@ -499,7 +634,67 @@ fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
             "use 3",
         ));
     }
-    Ok(())
+    validate_developer_provider_name(pool)
+}
+
+/// `developer_provider_name` is required in developer mode (and meaningless otherwise), shaped
+/// as Cognito's `DeveloperProviderName`: 1..=128 of `[\w._-]`.
+fn validate_developer_provider_name(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
+    let key = "identity_pool.developer_provider_name";
+    match (pool.mode, pool.developer_provider_name.as_deref()) {
+        (PoolMode::Enhanced, Some(_)) => Err(invalid(
+            key,
+            "applies only to mode = \"developer\"",
+            "remove it, or set mode = \"developer\"",
+        )),
+        (PoolMode::Enhanced, None) => Ok(()),
+        (PoolMode::Developer, None) => Err(invalid(
+            key,
+            "is required for mode = \"developer\"",
+            "set it to the pool's developer provider name, e.g. \"login.credbroker\"",
+        )),
+        (PoolMode::Developer, Some(name)) => {
+            let well_formed = (1..=128).contains(&name.chars().count())
+                && name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if well_formed {
+                Ok(())
+            } else {
+                Err(invalid(
+                    key,
+                    format!("`{name}` is not a developer provider name"),
+                    "use 1 to 128 letters, digits, `_`, `.` and `-`, as on the pool",
+                ))
+            }
+        }
+    }
+}
+
+/// Principal tags are sent by the broker only in developer mode; in enhanced mode Cognito maps
+/// claims to tags itself (the pool's principal tag attribute map), so a map here would be
+/// silently ignored.
+fn validate_principal_tags(name: &str, provider: &ProviderConfig, mode: PoolMode) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.principal_tags");
+    if mode == PoolMode::Enhanced && !provider.principal_tags.is_empty() {
+        return Err(invalid(
+            key,
+            "applies only to identity_pool.mode = \"developer\"",
+            "in enhanced mode map claims to tags on the pool (SetPrincipalTagAttributeMap; \
+             the template's PrincipalTagClaims parameter), or switch to developer mode",
+        ));
+    }
+    tags::validate_map(&provider.principal_tags).map_err(|problem| {
+        invalid(
+            key,
+            problem,
+            format!(
+                "at most {} tags; names of 1..={} letters, digits, spaces and _.:/=+-@, not starting with aws:",
+                tags::MAX_PRINCIPAL_TAGS,
+                tags::MAX_TAG_KEY_CHARS
+            ),
+        )
+    })
 }
 
 fn validate_origin(key: &str, origin: &str) -> Result<(), ConfigError> {
@@ -609,14 +804,17 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
             }
             Ok(())
         }
-        ProviderKind::Cognito => validate_user_pool(name, provider),
+        ProviderKind::Cognito => {
+            validate_user_pool(name, provider)?;
+            validate_cognito_extras(name, provider)
+        }
         ProviderKind::Google => Ok(()),
     }
 }
 
 /// Rejects fields that belong to another kind, which would otherwise be silently ignored.
 fn check_kind_only(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
-    let owned: [(&str, bool, ProviderKind); 6] = [
+    let owned: [(&str, bool, ProviderKind); 9] = [
         ("issuer", provider.issuer.is_some(), ProviderKind::Oidc),
         (
             "hosted_domains",
@@ -629,6 +827,21 @@ fn check_kind_only(name: &str, provider: &ProviderConfig) -> Result<(), ConfigEr
         (
             "user_pool_id",
             provider.user_pool_id.is_some(),
+            ProviderKind::Cognito,
+        ),
+        (
+            "accept_access_tokens",
+            provider.accept_access_tokens,
+            ProviderKind::Cognito,
+        ),
+        (
+            "access_token_scopes",
+            !provider.access_token_scopes.is_empty(),
+            ProviderKind::Cognito,
+        ),
+        (
+            "hosted_ui_domain",
+            provider.hosted_ui_domain.is_some(),
             ProviderKind::Cognito,
         ),
     ];
@@ -693,6 +906,47 @@ fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), Confi
     }
 }
 
+fn validate_cognito_extras(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    if !provider.access_token_scopes.is_empty() && !provider.accept_access_tokens {
+        return Err(invalid(
+            key("access_token_scopes"),
+            "is set but access tokens are not accepted",
+            "set accept_access_tokens = true, or remove access_token_scopes",
+        ));
+    }
+    // RFC 6749 §3.3: a scope token is printable ASCII without space, `"` or `\\`.
+    let scope_ok = |scope: &String| {
+        !scope.is_empty()
+            && scope.len() <= 256
+            && scope
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    if let Some(scope) = provider.access_token_scopes.iter().find(|s| !scope_ok(s)) {
+        return Err(invalid(
+            key("access_token_scopes"),
+            format!("`{scope}` is not a scope"),
+            "list scopes as Cognito names them, e.g. \"https://api.example.com/read\" or \"openid\"",
+        ));
+    }
+    if let Some(domain) = &provider.hosted_ui_domain {
+        let origin = crate::provider::hosted_ui_origin(domain);
+        let fix = "write the domain, e.g. myapp.auth.eu-west-1.amazoncognito.com or auth.example.com";
+        let url = Url::parse(&origin)
+            .map_err(|e| invalid(key("hosted_ui_domain"), format!("`{domain}`: {e}"), fix))?;
+        if url.origin().ascii_serialization() != origin {
+            return Err(invalid(
+                key("hosted_ui_domain"),
+                format!("`{domain}` is not a bare domain"),
+                fix,
+            ));
+        }
+        validate_url(&key("hosted_ui_domain"), &url)?;
+    }
+    Ok(())
+}
+
 fn validate_role_arn(key: &str, arn: &str) -> Result<(), ConfigError> {
     // IAM role paths and names are ASCII, at most 512 + 64 characters.
     let role =
@@ -728,7 +982,7 @@ mod tests {
              tenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\nrequire = [\"groups:admins\"]\n"
         ))
         .unwrap();
-        assert_eq!(config.identity_pool.region(), "us-east-1");
+        assert_eq!(config.require_identity_pool().unwrap().region(), "us-east-1");
         assert_eq!(config.providers["corp"].kind, ProviderKind::Microsoft);
         assert_eq!(config.limits.max_token_bytes, 16 * 1024);
     }
@@ -743,12 +997,12 @@ mod tests {
     fn json_is_detected_by_content_and_reads_like_toml() {
         let config = Config::parse(&format!("\n  {README_JSON}")).unwrap();
         assert_eq!(config.allowed_origins, ["http://127.0.0.1:8787"]);
-        assert_eq!(config.identity_pool.region(), "us-east-1");
+        assert_eq!(config.require_identity_pool().unwrap().region(), "us-east-1");
         assert_eq!(config.providers["corp"].kind, ProviderKind::Microsoft);
         assert_eq!(config.limits.max_token_bytes, 16 * 1024);
         // TOML, even starting with blank lines and a comment, is still TOML.
         let toml = Config::parse(&format!("\n# comment\n{POOL}")).unwrap();
-        assert_eq!(toml.identity_pool.region(), "us-east-1");
+        assert_eq!(toml.require_identity_pool().unwrap().region(), "us-east-1");
     }
 
     #[test]
@@ -756,8 +1010,11 @@ mod tests {
         let unknown = Config::parse(&README_JSON.replace("\"audiences\"", "\"audience\""))
             .unwrap_err()
             .to_string();
-        assert!(unknown.starts_with("invalid config: JSON: "), "{unknown}");
-        assert!(unknown.contains("unknown field `audience`"), "{unknown}");
+        assert!(unknown.starts_with("invalid config key `providers."), "{unknown}");
+        assert!(
+            unknown.contains("unknown field `audience`") && unknown.contains("fix:"),
+            "{unknown}"
+        );
         let json = Config::parse(&README_JSON.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.com"))
             .unwrap_err()
             .to_string();
@@ -793,7 +1050,101 @@ mod tests {
     #[test]
     fn region_defaults_to_the_pool_id_prefix() {
         let config = Config::from_toml(POOL).unwrap();
-        assert_eq!(config.identity_pool.region(), "us-east-1");
+        assert_eq!(config.require_identity_pool().unwrap().region(), "us-east-1");
+    }
+
+    #[test]
+    fn the_identity_pool_is_only_required_where_it_is_used() {
+        let config = Config::from_toml("[[authorizer.allow]]\nroutes = [\"GET /\"]\n").unwrap();
+        assert!(config.require_authorizer().is_ok());
+        let message = config.require_identity_pool().unwrap_err().to_string();
+        assert!(
+            message.contains("`identity_pool`") && message.contains("fix:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn shape_errors_name_the_key_and_a_fix_without_dumping_the_file() {
+        let missing = Config::from_toml("[identity_pool]\nregion = \"us-east-1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("`identity_pool`")
+                && missing.contains("missing field `id`")
+                && missing.contains("fix:"),
+            "{missing}"
+        );
+        let wrong_type = error_for("[providers.g]\nkind = \"google\"\naudiences = \"x\"\n");
+        assert!(
+            wrong_type.contains("`providers.g.audiences`") && wrong_type.contains("fix:"),
+            "{wrong_type}"
+        );
+        let unknown_kind = error_for("[providers.g]\nkind = \"okta\"\naudiences = [\"x\"]\n");
+        assert!(unknown_kind.contains("`providers.g.kind`"), "{unknown_kind}");
+        let not_a_table = Config::from_toml("identity_pool = 3\n").unwrap_err().to_string();
+        assert!(not_a_table.contains("`identity_pool`"), "{not_a_table}");
+        let syntax = Config::from_toml("[identity_pool\nid = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            syntax.contains("line 1") && syntax.contains("fix:") && !syntax.contains('|'),
+            "{syntax}"
+        );
+        for message in [missing, wrong_type, unknown_kind, not_a_table] {
+            assert!(
+                !message.contains('|') && !message.contains('^'),
+                "a parser dump: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_that_switch_protections_off_are_bounded() {
+        let cooldown = error_for("[jwks]\ncooldown_seconds = 0\n");
+        assert!(
+            cooldown.contains("`jwks.cooldown_seconds`") && cooldown.contains("fix:"),
+            "{cooldown}"
+        );
+        let leeway = error_for("[limits]\nleeway_seconds = 301\n");
+        assert!(
+            leeway.contains("`limits.leeway_seconds`") && leeway.contains("fix:"),
+            "{leeway}"
+        );
+        Config::from_toml(&format!(
+            "{POOL}[limits]\nleeway_seconds = 300\n[jwks]\ncooldown_seconds = 1\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn cognito_only_settings_are_checked() {
+        let cognito =
+            "[providers.c]\nkind = \"cognito\"\naudiences = [\"a\"]\nuser_pool_id = \"eu-west-1_Ab1\"\n";
+        let scopes_alone = error_for(&format!("{cognito}access_token_scopes = [\"r\"]\n"));
+        assert!(
+            scopes_alone.contains("accept_access_tokens = true"),
+            "{scopes_alone}"
+        );
+        let bad_scope = error_for(&format!(
+            "{cognito}accept_access_tokens = true\naccess_token_scopes = [\"a b\"]\n"
+        ));
+        assert!(bad_scope.contains("not a scope"), "{bad_scope}");
+        let path = error_for(&format!(
+            "{cognito}hosted_ui_domain = \"auth.example.com/login\"\n"
+        ));
+        assert!(path.contains("providers.c.hosted_ui_domain"), "{path}");
+        let elsewhere =
+            error_for("[providers.g]\nkind = \"google\"\naudiences = [\"a\"]\naccept_access_tokens = true\n");
+        assert!(
+            elsewhere.contains("applies only to kind = \"cognito\""),
+            "{elsewhere}"
+        );
+        Config::from_toml(&format!(
+            "{POOL}{cognito}accept_access_tokens = true\naccess_token_scopes = [\"https://api.example.com/read\"]\n\
+             hosted_ui_domain = \"myapp.auth.eu-west-1.amazoncognito.com\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

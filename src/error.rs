@@ -49,6 +49,15 @@ pub enum ApiError {
     /// A browser origin that is not in `allowed_origins`.
     #[error("origin `{0}` is not allowed")]
     OriginNotAllowed(String),
+    /// The identity contract refused the caller (`identity::extract`): a missing, forged or
+    /// mismatched assertion.
+    #[error("{detail}")]
+    IdentityRefused {
+        /// Stable code: `invalid_assertion`, `identity_mismatch`, `no_identity`.
+        code: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// No such route.
     #[error("no such resource")]
     NotFound,
@@ -72,7 +81,7 @@ impl ApiError {
     /// The stable code clients can switch on.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::IdentityRefused { code, .. } => code,
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::UnknownProvider(_) => "unknown_provider",
@@ -96,7 +105,9 @@ impl ApiError {
             ApiError::UnknownProvider(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Token(TokenError::KeysUnavailable(_)) => StatusCode::BAD_GATEWAY,
             ApiError::Token(_) => StatusCode::UNAUTHORIZED,
-            ApiError::RuleDenied(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::RuleDenied(_) | ApiError::OriginNotAllowed(_) | ApiError::IdentityRefused { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Pool(PoolError::NotAuthorized(_)) => StatusCode::FORBIDDEN,
             ApiError::Pool(PoolError::Throttled { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Pool(_) => StatusCode::BAD_GATEWAY,

@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 use crate::broker::SignIn;
 
+pub mod extract;
+pub use extract::{Identity, IdentityVerifier};
+
 /// The header the browser client sends the assertion in, with every signed request.
 pub const ASSERTION_HEADER: &str = "x-credbroker-assertion";
 /// The assertion's audience: the apps behind this broker's API.

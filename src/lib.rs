@@ -20,12 +20,18 @@
 //!   [`discovery`].
 //! - [`token`]: strict ID-token parsing, the signature check and the standard claim checks.
 //! - [`untrusted`]: attacker-supplied text made safe to quote in errors and logs.
-//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form.
+//! - [`rules`]: claim rules in mod_auth_openidc's `claim:value` / `claim~regex` form, read
+//!   against the token's real claim names (`cognito:groups:admins`, `address.country:US`).
+//! - [`tags`]: principal (session) tags from claims, within Cognito's and STS's bounds.
 //! - [`pool`]: the [`pool::IdentityPool`] trait and its Cognito implementation.
+//! - [`verifier`]: the configured providers; finds a token's provider by name or issuer.
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
-//! - [`identity`]: the identity assertion the broker signs for the apps behind the API.
+//! - [`identity`]: the identity assertion the broker signs for the apps behind the API;
+//!   `identity::extract`, the axum extractor Rust apps verify it with.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
+//! - [`assets`]: the browser client (`web/`) embedded in the binary, served under `/web/` by the
+//!   API and at `/` by the dev stack, with its security headers.
 //! - [`telemetry`]: every metric's name and labels, recorded through the `metrics` facade;
 //!   CloudWatch embedded metric format for the Lambdas, Prometheus text for `serve`.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` of `credbroker serve` and `dev`.
@@ -36,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod assets;
 pub mod authorizer;
 pub mod broker;
 pub mod cli;
@@ -52,6 +59,8 @@ pub mod logging;
 pub mod pool;
 pub mod provider;
 pub mod rules;
+pub mod tags;
 pub mod telemetry;
 pub mod token;
 pub mod untrusted;
+pub mod verifier;

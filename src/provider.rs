@@ -19,6 +19,7 @@ use crate::discovery::{MetadataCache, ProviderMetadata};
 use crate::jwks::{JwksCache, JwksPolicy};
 use crate::key::{Algorithm, VerifyingKey};
 use crate::rules::Rule;
+use crate::tags::{PrincipalTagMap, PrincipalTags};
 use crate::token::{self, Claims, TokenError, UnverifiedToken};
 
 const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -95,6 +96,17 @@ pub struct ClientEndpoints {
     pub iss_parameter_supported: bool,
 }
 
+/// Where a token is presented: the checks differ only for Cognito access tokens, which a provider
+/// may accept as bearer tokens (`accept_access_tokens`) but never at sign-in, since Cognito
+/// Identity takes only ID tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// `POST /auth/signin/{provider}`: an ID token.
+    SignIn,
+    /// `Authorization: Bearer` at the bearer authorizer.
+    Bearer,
+}
+
 /// A token that passed every check of its provider.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
@@ -122,7 +134,14 @@ pub struct Provider {
     role_arn: Option<String>,
     roles: Vec<RoleRule>,
     exposed_claims: Vec<String>,
+    principal_tags: PrincipalTagMap,
     hosted_domains: Vec<String>,
+    /// Cognito only: the scopes a bearer access token must carry, when access tokens are
+    /// accepted at all (`None`: ID tokens only).
+    access_token_scopes: Option<Vec<String>>,
+    /// Cognito only: the hosted UI's origin (`https://DOMAIN`), whose `/oauth2/*` endpoints
+    /// browser clients use without fetching AWS's discovery document.
+    hosted_ui: Option<String>,
     leeway: Duration,
     max_token_bytes: usize,
     /// The discovery document, for kinds whose endpoints are not fixed.
@@ -152,7 +171,12 @@ impl Provider {
             role_arn: config.role_arn.clone(),
             roles: config.roles.clone(),
             exposed_claims: config.claims.clone(),
+            principal_tags: config.principal_tags.clone(),
             hosted_domains: config.hosted_domains.clone(),
+            access_token_scopes: config
+                .accept_access_tokens
+                .then(|| config.access_token_scopes.clone()),
+            hosted_ui: config.hosted_ui_domain.as_deref().map(hosted_ui_origin),
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
             metadata: metadata_issuer.map(|issuer| MetadataCache::new(http.clone(), issuer, policy.clone())),
@@ -183,7 +207,11 @@ impl Provider {
             exposed_claims: ["email", "name", "groups", "hd", "tid", "organization_id"]
                 .map(String::from)
                 .to_vec(),
+            // `groups` as a tag, so the dev stack in developer mode shows per-route IAM rules.
+            principal_tags: PrincipalTagMap::from([("groups".to_string(), "groups".to_string())]),
             hosted_domains: Vec::new(),
+            access_token_scopes: None,
+            hosted_ui: None,
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
             metadata: Some(MetadataCache::new(http.clone(), issuer, policy.clone())),
@@ -207,8 +235,13 @@ impl Provider {
         &self.audiences
     }
 
-    /// Runs every check on a raw ID token.
-    pub async fn verify(&self, raw: &str, now: SystemTime) -> Result<VerifiedToken, TokenError> {
+    /// Runs every check on a raw token presented as `token_use`.
+    pub async fn verify(
+        &self,
+        raw: &str,
+        token_use: TokenUse,
+        now: SystemTime,
+    ) -> Result<VerifiedToken, TokenError> {
         let token = UnverifiedToken::parse(raw, self.max_token_bytes)?;
         // The issuer decides which keys to fetch, so it is judged before any fetch happens.
         let issuer = token.issuer()?.to_string();
@@ -217,7 +250,7 @@ impl Provider {
         let key = self.key_for(&issuer, header.kid.as_deref(), header.alg).await?;
         let mut claims = token.verify_signature(&key)?;
         token::check_times(&claims, now, self.leeway)?;
-        token::check_audience(&claims, &self.audiences)?;
+        self.check_recipient(&claims, token_use)?;
         token::string_claim(&claims, "sub")?;
         self.check_kind_claims(&claims)?;
         let subject = self.subject(&claims)?;
@@ -249,6 +282,11 @@ impl Provider {
             .find(|role| role.when.holds(claims))
             .map(|role| role.role_arn.as_str())
             .or(self.role_arn.as_deref())
+    }
+
+    /// The principal tags the claims give (developer pool mode; see [`crate::tags`]).
+    pub fn principal_tags(&self, claims: &Claims) -> PrincipalTags {
+        crate::tags::from_claims(&self.principal_tags, claims)
     }
 
     /// The configured subset of claims that may be returned to the browser.
@@ -284,6 +322,19 @@ impl Provider {
                     iss_parameter_supported: false,
                 }
             }
+            Kind::Configured(ProviderKind::Cognito) => match &self.hosted_ui {
+                Some(domain) => ClientEndpoints {
+                    issuer: self.first_issuer(),
+                    authorization_endpoint: Some(format!("{domain}/oauth2/authorize")),
+                    token_endpoint: Some(format!("{domain}/oauth2/token")),
+                    public_client: true,
+                    // The hosted UI's `/logout` takes `client_id` and `logout_uri`, not RP-Initiated
+                    // Logout's parameters, so it is not offered as an end-session endpoint.
+                    end_session_endpoint: None,
+                    iss_parameter_supported: false,
+                },
+                None => self.discovered_endpoints().await,
+            },
             _ => self.discovered_endpoints().await,
         }
     }
@@ -453,14 +504,38 @@ impl Provider {
             .clone()
     }
 
+    /// Which token this is and whom it was issued to (OIDC Core §3.1.3.7 step 3). Cognito user
+    /// pools sign ID and access tokens with the same keys; `token_use` is judged first, because
+    /// an access token has no `aud` and `wrong_token_use` says what is wrong where
+    /// `missing_claim` would not. Access tokens are accepted only as bearer tokens, only when
+    /// configured, and name their app client in `client_id` instead of `aud`.
+    fn check_recipient(&self, claims: &Claims, token_use: TokenUse) -> Result<(), TokenError> {
+        if self.kind != Kind::Configured(ProviderKind::Cognito) {
+            return token::check_audience(claims, &self.audiences);
+        }
+        let scopes = self
+            .access_token_scopes
+            .as_ref()
+            .filter(|_| token_use == TokenUse::Bearer);
+        let accepted: &[&str] = if scopes.is_some() {
+            &["id", "access"]
+        } else {
+            &["id"]
+        };
+        expect_claim(claims, "token_use", "wrong_token_use", accepted)?;
+        match scopes {
+            Some(scopes) if claims.get("token_use") == Some(&Value::from("access")) => {
+                let clients: Vec<&str> = self.audiences.iter().map(String::as_str).collect();
+                expect_claim(claims, "client_id", "wrong_audience", &clients)?;
+                check_scopes(claims, scopes)
+            }
+            _ => token::check_audience(claims, &self.audiences),
+        }
+    }
+
     /// Checks a kind adds on top of the standard ones.
     fn check_kind_claims(&self, claims: &Claims) -> Result<(), TokenError> {
         match self.kind {
-            // Cognito user pools also issue access tokens signed by the same keys; only ID
-            // tokens identify a user to the identity pool.
-            Kind::Configured(ProviderKind::Cognito) => {
-                expect_claim(claims, "token_use", "wrong_token_use", &["id"])
-            }
             Kind::Configured(ProviderKind::Google) if !self.hosted_domains.is_empty() => {
                 let domains: Vec<&str> = self.hosted_domains.iter().map(String::as_str).collect();
                 expect_claim(claims, "hd", "wrong_hosted_domain", &domains)
@@ -495,6 +570,17 @@ impl Provider {
 /// An issuer URL as it appears in `iss`: without the trailing slash `Url` adds to a bare host.
 pub fn issuer_string(issuer: &Url) -> String {
     issuer.as_str().trim_end_matches('/').to_string()
+}
+
+/// `https://DOMAIN` for a configured hosted UI domain, written bare (`auth.example.com`) or as an
+/// origin (`https://auth.example.com`; `http://` only on loopback, for tests).
+pub fn hosted_ui_origin(domain: &str) -> String {
+    let origin = if domain.contains("://") {
+        domain.to_string()
+    } else {
+        format!("https://{domain}")
+    };
+    origin.trim_end_matches('/').to_string()
 }
 
 /// The Logins key for an OpenID issuer: the issuer without `https://` (or `http://`).
@@ -592,6 +678,25 @@ fn check_microsoft_issuer(
             found: token::quote_untrusted(tid),
         }),
         _ => Ok(()),
+    }
+}
+
+/// Every configured scope must be one of the space-separated values of the access token's `scope`
+/// (RFC 6749 §3.3).
+fn check_scopes(claims: &Claims, required: &[String]) -> Result<(), TokenError> {
+    let granted: Vec<&str> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|scope| scope.split(' ').collect())
+        .unwrap_or_default();
+    match required.iter().find(|scope| !granted.contains(&scope.as_str())) {
+        None => Ok(()),
+        Some(missing) => Err(TokenError::WrongClaim {
+            code: "insufficient_scope",
+            claim: "scope",
+            expected: format!("a scope list containing {missing}"),
+            found: token::quote_untrusted(&granted.join(" ")),
+        }),
     }
 }
 

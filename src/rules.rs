@@ -1,13 +1,36 @@
 //! Claim rules in the form mod_auth_openidc uses for `Require claim`, so rules port over as they
-//! are written in an Apache config:
+//! are written in an Apache config, including claim names that contain `:` or `/`
+//! (`cognito:groups:admins`, `custom:tenant:acme`, `https://example.com/roles:admin`):
 //!
-//! - `claim:value` holds when the claim equals `value`; for an array claim, when one element does.
-//! - `claim~regex` holds when the claim (or one element of an array claim) matches `regex`.
-//!   As in mod_auth_openidc the match is a search, not anchored: write `^...$` for a whole match.
+//! - `NAME:value` holds when the token has a claim called `NAME` equal to `value`; for an array
+//!   claim, when one element does.
+//! - `NAME~regex` holds when the claim (or one element of an array claim) matches `regex`. As in
+//!   mod_auth_openidc the match is a search, not anchored: write `^...$` for a whole match.
+//! - `NAME.rest` descends into the object claim `NAME` and reads `rest` there, the same way
+//!   (`address.country:US`, Keycloak's `realm_access.roles:admin`).
 //!
-//! The claim name ends at the first `:` or `~`, so claim names containing either cannot be used.
-//! Numbers and booleans compare by their JSON text (`email_verified:true`). A missing claim, an
-//! object or `null` never holds.
+//! The claim name is found the way mod_auth_openidc finds it: not by splitting the rule at its
+//! first `:`, but by looking for a claim *of the token* whose real name, followed by `:`, `~` or
+//! `.`, starts the rule. When several of the token's claims fit (a token with both `cognito`
+//! and `cognito:groups` against `cognito:groups:admins`), the **longest name wins and only it is
+//! read**; shorter names are not tried. This is stricter than mod_auth_openidc, which grants when
+//! any fitting claim matches in the token's own order: there a claim `https` holding
+//! `//example.com/roles:admin` would satisfy a rule meant for `https://example.com/roles`. The
+//! same holds inside objects, and a literal top-level name (`realm_access.roles`) wins over the
+//! path reading of the same text.
+//!
+//! A rule can only read the claims a token has: when the longer claim is absent (a Cognito user
+//! in no group has no `cognito:groups`), a shorter fitting claim is read, as mod_auth_openidc
+//! would. No provider we support issues such prefix names (`cognito`, `custom`, `https`).
+//!
+//! Claim names cannot contain `~`: the first `~` of a rule always ends a name (when its regex
+//! compiles). So a rule whose first `~` follows no `:` is a regex rule and must compile, while in
+//! `sub:https://host/~user` the `~` may just as well be part of an equals value. Numbers and
+//! booleans compare by their JSON text (`email_verified:true`). A missing claim, an object
+//! (other than for `.`) or `null` never holds.
+//!
+//! Hand-written: no crate implements mod_auth_openidc's rule language, and the matching is a few
+//! map look-ups per rule (at most one per `:`/`.`/`~` position of a bounded rule).
 
 use std::fmt;
 
@@ -18,19 +41,18 @@ use crate::token::Claims;
 
 /// Compiled regexes are bounded so a rule cannot make sign-in slow or memory-hungry.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// Longest accepted rule text, in bytes: bounds the look-ups one rule can make.
+pub const MAX_RULE_BYTES: usize = 1024;
 
 /// One parsed claim rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
     text: String,
-    claim: String,
-    matcher: Matcher,
-}
-
-#[derive(Debug, Clone)]
-enum Matcher {
-    Equals(String),
-    Matches(Regex),
+    /// Byte offsets of every `:` and `.` before the first `~`, and of that `~` when its regex
+    /// compiled: the places where a claim name may end. Ascending.
+    name_ends: Vec<usize>,
+    /// The regex after the first `~`, when there is one and it compiles.
+    regex: Option<Regex>,
 }
 
 /// Why a rule string cannot be used.
@@ -50,63 +72,111 @@ pub enum RuleError {
         /// The regex compiler's message.
         problem: String,
     },
+    /// The rule is longer than [`MAX_RULE_BYTES`].
+    #[error("a rule is longer than {MAX_RULE_BYTES} bytes")]
+    TooLong,
 }
 
 impl Rule {
-    /// Parses a rule written as `claim:value` or `claim~regex`.
+    /// Parses a rule written as `NAME:value`, `NAME~regex` or `NAME.path...` (see the module
+    /// docs for how `NAME` is found).
     pub fn parse(text: &str) -> Result<Rule, RuleError> {
-        let split = text
-            .find([':', '~'])
-            .ok_or_else(|| RuleError::NoOperator(text.to_string()))?;
-        let (claim, rest) = text.split_at(split);
-        if claim.is_empty() {
+        if text.len() > MAX_RULE_BYTES {
+            return Err(RuleError::TooLong);
+        }
+        if text.starts_with([':', '~']) {
             return Err(RuleError::NoClaim(text.to_string()));
         }
-        let value = &rest[1..];
-        let matcher = if rest.starts_with(':') {
-            Matcher::Equals(value.to_string())
-        } else {
-            let regex = regex::RegexBuilder::new(value)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| RuleError::BadRegex {
-                    rule: text.to_string(),
-                    problem: e.to_string(),
-                })?;
-            Matcher::Matches(regex)
+        let tilde = text.find('~');
+        let names_end = tilde.unwrap_or(text.len());
+        let mut name_ends: Vec<usize> = text[..names_end]
+            .match_indices([':', '.'])
+            .map(|(at, _)| at)
+            .filter(|&at| at > 0)
+            .collect();
+        let has_equals = name_ends.iter().any(|&at| text.as_bytes()[at] == b':');
+        let regex = match tilde {
+            Some(at) => match compile(&text[at + 1..]) {
+                Ok(regex) => {
+                    name_ends.push(at);
+                    Some(regex)
+                }
+                // `a:x~(` is an equals rule whose value contains `~`; `a~(` can only be a regex.
+                Err(_) if has_equals => None,
+                Err(problem) => {
+                    return Err(RuleError::BadRegex {
+                        rule: text.to_string(),
+                        problem,
+                    });
+                }
+            },
+            None => None,
         };
+        if regex.is_none() && !has_equals {
+            return Err(RuleError::NoOperator(text.to_string()));
+        }
         Ok(Rule {
             text: text.to_string(),
-            claim: claim.to_string(),
-            matcher,
+            name_ends,
+            regex,
         })
     }
 
     /// Whether the rule holds for these claims.
     pub fn holds(&self, claims: &Claims) -> bool {
-        match claims.get(&self.claim) {
-            Some(Value::Array(items)) => items.iter().any(|item| self.matches_scalar(item)),
-            Some(value) => self.matches_scalar(value),
-            None => false,
-        }
+        self.holds_in(claims, 0)
     }
 
-    /// The claim the rule reads.
-    pub fn claim(&self) -> &str {
-        &self.claim
-    }
-
-    fn matches_scalar(&self, value: &Value) -> bool {
-        let text = match value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Null | Value::Array(_) | Value::Object(_) => return false,
+    /// Reads `self.text[start..]` against one JSON object: the top-level claims, or an object
+    /// claim reached through `.`.
+    fn holds_in(&self, object: &Claims, start: usize) -> bool {
+        let longest = self
+            .name_ends
+            .iter()
+            .rev()
+            .filter(|&&end| end > start)
+            .find_map(|&end| object.get(&self.text[start..end]).map(|value| (end, value)));
+        let Some((end, value)) = longest else {
+            return false;
         };
-        match &self.matcher {
-            Matcher::Equals(expected) => *expected == text,
-            Matcher::Matches(regex) => regex.is_match(&text),
+        let rest = &self.text[end + 1..];
+        match self.text.as_bytes()[end] {
+            b':' => any_scalar(value, |text| text == rest),
+            b'~' => self
+                .regex
+                .as_ref()
+                .is_some_and(|regex| any_scalar(value, |text| regex.is_match(text))),
+            _ => match value {
+                Value::Object(inner) => self.holds_in(inner, end + 1),
+                _ => false,
+            },
         }
+    }
+}
+
+fn compile(pattern: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `test` holds for the claim's scalar text, or for one element of an array claim.
+fn any_scalar(value: &Value, test: impl Fn(&str) -> bool) -> bool {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .any(|item| scalar_text(item).is_some_and(|text| test(&text))),
+        other => scalar_text(other).is_some_and(|text| test(&text)),
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        Value::Bool(b) => Some(b.to_string().into()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -165,8 +235,108 @@ mod tests {
     #[test]
     fn the_value_may_contain_the_separators() {
         let rule = Rule::parse("sub:https://login.salesforce.com/id/00D/005").unwrap();
-        assert_eq!(rule.claim(), "sub");
         assert!(rule.holds(&claims(json!({"sub": "https://login.salesforce.com/id/00D/005"}))));
+        let tilde = Rule::parse("sub:https://example.com/~user").unwrap();
+        assert!(tilde.holds(&claims(json!({"sub": "https://example.com/~user"}))));
+        // `~(` is no regex, so this can only be an equals rule on `sub`.
+        let broken_regex = Rule::parse("sub:x~(").unwrap();
+        assert!(broken_regex.holds(&claims(json!({"sub": "x~("}))));
+    }
+
+    #[test]
+    fn claim_names_may_contain_colons() {
+        let groups = Rule::parse("cognito:groups:admins").unwrap();
+        assert!(groups.holds(&claims(json!({"cognito:groups": ["users", "admins"]}))));
+        assert!(!groups.holds(&claims(json!({"cognito:groups": ["users"]}))));
+        let tenant = Rule::parse("custom:tenant:acme").unwrap();
+        assert!(tenant.holds(&claims(json!({"custom:tenant": "acme"}))));
+        assert!(!tenant.holds(&claims(json!({"custom:tenant": "acme2"}))));
+        let roles = Rule::parse("https://example.com/roles:admin").unwrap();
+        assert!(roles.holds(&claims(json!({"https://example.com/roles": ["admin"]}))));
+        let regex = Rule::parse("https://example.com/roles~^adm").unwrap();
+        assert!(regex.holds(&claims(json!({"https://example.com/roles": ["viewer", "admin"]}))));
+    }
+
+    #[test]
+    fn the_longest_fitting_claim_name_wins_and_only_it_is_read() {
+        let rule = Rule::parse("cognito:groups:admins").unwrap();
+        // With the longer claim present, a shorter claim whose value continues the rule is not
+        // read at all.
+        assert!(!rule.holds(&claims(json!({
+            "cognito": "groups:admins",
+            "cognito:groups": ["users"]
+        }))));
+        assert!(rule.holds(&claims(json!({
+            "cognito": "other",
+            "cognito:groups": ["admins"]
+        }))));
+        // Without it, the shorter name is the token's only fitting claim and is read, exactly as
+        // mod_auth_openidc reads it (documented in the README).
+        assert!(rule.holds(&claims(json!({"cognito": "groups:admins"}))));
+        let hostile = Rule::parse("https://example.com/roles:admin").unwrap();
+        assert!(!hostile.holds(&claims(json!({
+            "https": "//example.com/roles:admin",
+            "https://example.com/roles": ["viewer"]
+        }))));
+    }
+
+    #[test]
+    fn nested_claims_are_read_through_dots() {
+        let country = Rule::parse("address.country:US").unwrap();
+        assert!(country.holds(&claims(json!({"address": {"country": "US"}}))));
+        assert!(!country.holds(&claims(json!({"address": {"country": "FR"}}))));
+        assert!(!country.holds(&claims(json!({"address": "country:US"}))));
+        let realm = Rule::parse("realm_access.roles:admin").unwrap();
+        assert!(realm.holds(&claims(json!({"realm_access": {"roles": ["user", "admin"]}}))));
+        let client = Rule::parse("resource_access.my-app.roles~^edit").unwrap();
+        assert!(client.holds(&claims(json!({
+            "resource_access": {"my-app": {"roles": ["editor"]}}
+        }))));
+        // A dot that is part of a real claim name: the literal name is longer, so it wins.
+        let literal = Rule::parse("realm_access.roles:admin").unwrap();
+        assert!(!literal.holds(&claims(json!({
+            "realm_access.roles": ["user"],
+            "realm_access": {"roles": ["admin"]}
+        }))));
+        // Dots in values and in namespaced names are plain text.
+        let domain = Rule::parse("hd:example.com").unwrap();
+        assert!(domain.holds(&claims(json!({"hd": "example.com"}))));
+    }
+
+    #[test]
+    fn hostile_rules_are_bounded_and_never_panic() {
+        let long = format!("a:{}", "x".repeat(MAX_RULE_BYTES));
+        assert_eq!(Rule::parse(&long).unwrap_err(), RuleError::TooLong);
+        let many = format!("{}:v", ".:".repeat(300));
+        let rule = Rule::parse(&many).unwrap();
+        assert!(!rule.holds(&claims(json!({"": {"": 1}, ".": {".": 2}}))));
+        for text in [
+            "a.",
+            "a..b:c",
+            "a:",
+            "a~",
+            "a.:b",
+            "é:ü",
+            "a:b:c~d~e",
+            "x.y~(a|b)",
+            "::",
+            "~~",
+        ] {
+            if let Ok(rule) = Rule::parse(text) {
+                rule.holds(&claims(json!({"a": {"": {"b": "c"}}, "x": {"y": "b"}})));
+            }
+        }
+        assert!(Rule::parse("a:").unwrap().holds(&claims(json!({"a": ""}))));
+        assert!(
+            Rule::parse("a~")
+                .unwrap()
+                .holds(&claims(json!({"a": "anything"})))
+        );
+        assert!(
+            Rule::parse("x.y~(a|b)")
+                .unwrap()
+                .holds(&claims(json!({"x": {"y": "b"}})))
+        );
     }
 
     #[test]
@@ -214,7 +384,12 @@ mod tests {
     #[test]
     fn malformed_rules_are_rejected() {
         assert_eq!(Rule::parse("hd").unwrap_err(), RuleError::NoOperator("hd".into()));
+        assert_eq!(
+            Rule::parse("a.b").unwrap_err(),
+            RuleError::NoOperator("a.b".into())
+        );
         assert_eq!(Rule::parse(":x").unwrap_err(), RuleError::NoClaim(":x".into()));
+        assert_eq!(Rule::parse("~x").unwrap_err(), RuleError::NoClaim("~x".into()));
         assert!(matches!(
             Rule::parse("a~(").unwrap_err(),
             RuleError::BadRegex { .. }

@@ -16,7 +16,7 @@
 //! | [`SIGNINS`] | counter | `provider`, `code`, `outcome` | sign-ins answered |
 //! | [`SIGNIN_DURATION`] | histogram (s) | `provider`, `outcome` | time to answer a sign-in |
 //! | [`COGNITO_CALL_DURATION`] | histogram (s) | `operation` | one identity-pool call, retries included |
-//! | [`COGNITO_THROTTLES`] | counter | `operation` | calls that ended throttled after the SDK's retries |
+//! | [`COGNITO_THROTTLES`] | counter | `operation` | calls answered throttled after the SDK's retries (the broker's own backoff retries count again) |
 //! | [`JWKS_FETCHES`] | counter | `provider` | key-set fetches started |
 //! | [`JWKS_FETCH_FAILURES`] | counter | `provider` | key-set fetches that failed |
 //! | [`JWKS_STALE_SERVED`] | counter | `provider` | keys answered from an expired key set while the IdP is failing |
@@ -35,7 +35,7 @@
 pub mod emf;
 pub mod prometheus;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 
@@ -47,7 +47,8 @@ pub const SIGNINS: &str = "credbroker_signins_total";
 pub const SIGNIN_DURATION: &str = "credbroker_signin_duration_seconds";
 /// Seconds one identity-pool call took, SDK retries included, by `operation`.
 pub const COGNITO_CALL_DURATION: &str = "credbroker_cognito_call_duration_seconds";
-/// Identity-pool calls that still failed throttled after the SDK's retries, by `operation`.
+/// Identity-pool calls that still failed throttled after the SDK's retries, by `operation`; each
+/// of the broker's backoff retries within its exchange budget counts again.
 pub const COGNITO_THROTTLES: &str = "credbroker_cognito_throttles_total";
 /// JWKS fetches started, by `provider`.
 pub const JWKS_FETCHES: &str = "credbroker_jwks_fetches_total";
@@ -66,7 +67,8 @@ pub const PROVIDER: &str = "provider";
 pub const CODE: &str = "code";
 /// Label: an [`Outcome`].
 pub const OUTCOME: &str = "outcome";
-/// Label: the Cognito Identity operation (`GetId`, `GetCredentialsForIdentity`).
+/// Label: the Cognito Identity operation (`GetId`, `GetCredentialsForIdentity`,
+/// `GetOpenIdTokenForDeveloperIdentity`).
 pub const OPERATION: &str = "operation";
 /// Label: a [`Decision`].
 pub const DECISION: &str = "decision";
@@ -76,7 +78,8 @@ pub const OK: &str = "ok";
 /// The `provider` of a sign-in naming no configured provider (not a valid provider name, so it
 /// never collides with one).
 pub const UNKNOWN_PROVIDER: &str = "(unknown)";
-/// The `provider` of key caches built outside any provider (the dev stack's local pool).
+/// The `provider` of key caches built outside any provider (the dev stack's local pool, the
+/// identity-assertion extractor of the apps behind the API).
 pub const NO_PROVIDER: &str = "(none)";
 
 /// Labels that CloudWatch also aggregates over on their own (see [`emf`]): an alarm on the error
@@ -167,11 +170,11 @@ impl Decision {
     }
 }
 
-/// Records one identity-pool call of `operation` that started at `started`: its duration, and a
-/// throttle when it ended throttled.
-pub fn record_pool_call<T>(operation: &'static str, started: Instant, result: &Result<T, PoolError>) {
-    metrics::histogram!(COGNITO_CALL_DURATION, OPERATION => operation).record(started.elapsed());
-    if let Err(PoolError::Throttled { .. }) = result {
+/// Records one identity-pool call of `operation` that took `took`: its duration, and a throttle
+/// when it ended throttled (`result` is `None` when the call was cut off unanswered).
+pub fn record_pool_call<T>(operation: &'static str, took: Duration, result: Option<&Result<T, PoolError>>) {
+    metrics::histogram!(COGNITO_CALL_DURATION, OPERATION => operation).record(took);
+    if let Some(Err(PoolError::Throttled { .. })) = result {
         metrics::counter!(COGNITO_THROTTLES, OPERATION => operation).increment(1);
     }
 }

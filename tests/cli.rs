@@ -1,5 +1,6 @@
 //! The `credbroker` binary as a user runs it: `serve` with a good and a bad config, `dev` with
-//! extra providers from `--config`, and a clean exit on Ctrl-C (SIGINT).
+//! extra providers from `--config`, a clean exit on Ctrl-C (SIGINT), and a copy of the binary
+//! run from another folder serving the browser client built into it.
 
 #[allow(dead_code)]
 mod support;
@@ -20,7 +21,17 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_credbroker"))
+        Running::start_in(
+            std::path::Path::new(env!("CARGO_BIN_EXE_credbroker")),
+            &std::env::current_dir().unwrap(),
+            args,
+        )
+    }
+
+    /// Runs `program` with `cwd` as its working directory.
+    fn start_in(program: &std::path::Path, cwd: &std::path::Path, args: &[&str]) -> Running {
+        let mut child = Command::new(program)
+            .current_dir(cwd)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -334,15 +345,17 @@ async fn readyz_names_an_unreachable_identity_pool() {
     std::fs::remove_file(config).ok();
 }
 
-/// Parses Prometheus text with the Prometheus project's own Python client parser; returns the
-/// families as `[{name, type, samples: [{name, labels, value}]}]`.
+/// Parses Prometheus text with the Prometheus project's own Python client parser, run by
+/// `$CREDBROKER_PROMETHEUS_PYTHON` (tests/run points it at the virtualenv it installs the client
+/// into) or `python3`; returns the families as `[{name, type, samples: [{name, labels, value}]}]`.
 fn parse_prometheus(text: &str) -> Vec<Value> {
     const PARSE: &str = "import json, sys\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         print(json.dumps([{'name': f.name, 'type': f.type, 'samples': [\n\
             {'name': s.name, 'labels': s.labels, 'value': s.value} for s in f.samples]}\n\
             for f in text_string_to_metric_families(sys.stdin.read())]))\n";
-    let mut child = Command::new("python3")
+    let python = std::env::var("CREDBROKER_PROMETHEUS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(python)
         .args(["-c", PARSE])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -354,7 +367,8 @@ fn parse_prometheus(text: &str) -> Vec<Value> {
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "the Prometheus parser refused the exposition: {}\n{text}",
+        "the Prometheus parser refused the exposition (or prometheus_client is missing: tests/run \
+         installs it): {}\n{text}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -472,4 +486,72 @@ async fn metrics_are_prometheus_text_a_real_parser_reads() {
     );
     assert!(server.interrupt().success());
     std::fs::remove_file(config).ok();
+}
+
+/// The client's files as the repository holds them (what the binary must serve byte for byte).
+fn web_files() -> Vec<(String, Vec<u8>)> {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&web)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "README.md")
+        .map(|name| (name.clone(), std::fs::read(web.join(&name)).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn fetched(url: &str) -> Vec<u8> {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{url}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// One file runs anywhere: a copy of the binary alone in an empty folder, run from there (no
+/// source tree beside it or in its working directory), serves the client built into it at `/`
+/// (`dev`) and under `/web/` (`serve`, as the Lambda function does), byte for byte `web/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_binary_serves_the_embedded_client_from_any_folder() {
+    let folder = std::env::temp_dir().join(format!("credbroker-anywhere-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let binary = folder.join("credbroker");
+    std::fs::copy(env!("CARGO_BIN_EXE_credbroker"), &binary).unwrap();
+    std::fs::write(
+        folder.join("config.json"),
+        r#"{"identity_pool":{"id":"eu-west-1:00000000-0000-0000-0000-000000000000"}}"#,
+    )
+    .unwrap();
+    let files = web_files();
+    assert!(files.iter().any(|(name, _)| name == "index.html"));
+
+    let dev = Running::start_in(&binary, &folder, &["dev", "--listen", "127.0.0.1:0"]);
+    let base = dev.announced_url();
+    assert_eq!(
+        fetched(&format!("{base}/")).await,
+        files.iter().find(|f| f.0 == "index.html").unwrap().1
+    );
+    for (name, bytes) in &files {
+        assert!(fetched(&format!("{base}/{name}")).await == *bytes, "dev /{name}");
+    }
+    assert!(dev.interrupt().success());
+
+    let serve = Running::start_in(
+        &binary,
+        &folder,
+        &["serve", "--config", "config.json", "--listen", "127.0.0.1:0"],
+    );
+    let base = serve.announced_url();
+    assert_eq!(
+        fetched(&format!("{base}/web/")).await,
+        files.iter().find(|f| f.0 == "index.html").unwrap().1
+    );
+    for (name, bytes) in &files {
+        assert!(
+            fetched(&format!("{base}/web/{name}")).await == *bytes,
+            "serve /web/{name}"
+        );
+    }
+    assert!(serve.interrupt().success());
+    std::fs::remove_dir_all(folder).ok();
 }

@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header;
+use credbroker::broker::EXCHANGE_BUDGET;
 use credbroker::cli::SigningCredentials;
 use credbroker::key::Algorithm;
 use credbroker::local::signing_key::SigningKey;
@@ -98,7 +99,8 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     let (rsa, issuer) = issuer_with_rsa_key().await;
     let pool = StubCognito::answering(200, succeeding_pool_body()).await;
     issuer.max_age.store(0, Ordering::SeqCst);
-    let settings = "[jwks]\ncooldown_seconds = 0\nmin_max_age_seconds = 0\n";
+    // The smallest cooldown (1 s): each round below waits it out so that every sign-in refreshes.
+    let settings = "[jwks]\ncooldown_seconds = 1\nmin_max_age_seconds = 0\n";
     let broker = broker_at(&issuer, &pool.endpoint, settings).await;
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     assert_signed_in(&sign_in(&broker, "corp", &token).await, "good keys");
@@ -118,6 +120,7 @@ async fn garbage_from_the_jwks_endpoint_never_replaces_good_keys() {
     ];
     for (what, body) in garbage {
         issuer.serve_garbage(Some(&body));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let hits = issuer.hits();
         assert_signed_in(&sign_in(&broker, "corp", &token).await, what);
         assert_eq!(issuer.hits(), hits + 1, "{what}: the keys were not re-fetched");
@@ -244,7 +247,13 @@ async fn sign_in_under(fault: &PoolFault, issuer: &Issuer, token: &str) -> Durat
     let answer = sign_in(&broker, "corp", token).await;
     let elapsed = started.elapsed();
     assert_problem(&answer, fault.status, fault.code);
-    assert_eq!(stub.requests().len(), fault.requests, "{}", fault.name);
+    if fault.code == "pool_throttled" {
+        // The broker retries throttling (with jitter) beyond the SDK's attempts, until its
+        // exchange budget runs out.
+        assert!(stub.requests().len() > fault.requests, "{}", fault.name);
+    } else {
+        assert_eq!(stub.requests().len(), fault.requests, "{}", fault.name);
+    }
     assert!(
         !answer.text.contains(token),
         "{}: the token came back",
@@ -259,8 +268,11 @@ async fn cognito_faults_end_in_their_status_within_the_documented_bound() {
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     // The brokers' pool settings: 2 attempts of 2 s.
     let config = broker_config(&issuer, "http://127.0.0.1:9", support::UNUSED_POOL_ID, "");
-    let attempts = config.identity_pool.max_attempts as usize;
-    let call_bound = call_time_bound(&config.identity_pool);
+    let pool = config
+        .require_identity_pool()
+        .expect("the test config has a pool");
+    let attempts = pool.max_attempts as usize;
+    let call_bound = call_time_bound(pool);
     let sign_in_bound = 2 * call_bound;
     let ok = Some((200, succeeding_pool_body()));
     let throttled = Some((400, cognito_error("TooManyRequestsException", "Rate exceeded")));
@@ -361,9 +373,16 @@ async fn cognito_faults_end_in_their_status_within_the_documented_bound() {
     let runs = faults.iter().map(|fault| sign_in_under(fault, &issuer, &token));
     let elapsed = futures_util::future::join_all(runs).await;
     for (fault, elapsed) in faults.iter().zip(&elapsed) {
+        // Throttling is retried until the exchange budget is spent; nothing else takes longer
+        // than its calls' bounds.
+        let bound = if fault.code == "pool_throttled" {
+            EXCHANGE_BUDGET
+        } else {
+            sign_in_bound
+        };
         assert!(
-            *elapsed < sign_in_bound + MARGIN,
-            "{}: {elapsed:?}, bound {sign_in_bound:?}",
+            *elapsed < bound + MARGIN,
+            "{}: {elapsed:?}, bound {bound:?}",
             fault.name
         );
         println!("{}: {} {} in {elapsed:?}", fault.name, fault.status, fault.code);

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use credbroker::config::IdentityPoolConfig;
+use credbroker::config::{IdentityPoolConfig, PoolMode};
 use credbroker::pool::{CognitoPool, IdentityPool, Logins, PoolError, THROTTLED_RETRY_AFTER};
 use support::{MotoServer, StubCognito, cognito_error, create_identity_pool};
 
@@ -23,6 +23,8 @@ fn pool_config(endpoint: &str, pool_id: &str, max_attempts: u32, timeout: u64) -
         endpoint: Some(endpoint.parse().expect("test endpoints are URLs")),
         attempt_timeout_seconds: timeout,
         max_attempts,
+        mode: PoolMode::Enhanced,
+        developer_provider_name: None,
     }
 }
 

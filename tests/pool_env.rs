@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod support;
 
-use credbroker::config::IdentityPoolConfig;
+use credbroker::config::{IdentityPoolConfig, PoolMode};
 use credbroker::pool::{CognitoPool, IdentityPool, Logins};
 use support::StubCognito;
 
@@ -19,6 +19,8 @@ fn pool_config(endpoint: Option<&str>) -> IdentityPoolConfig {
         endpoint: endpoint.map(|url| url.parse().expect("test endpoints are URLs")),
         attempt_timeout_seconds: 5,
         max_attempts: 1,
+        mode: PoolMode::Enhanced,
+        developer_provider_name: None,
     }
 }
 

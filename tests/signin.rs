@@ -397,11 +397,13 @@ async fn cached_keys_keep_serving_while_the_idp_is_down() {
     // Keys go stale at once, so every sign-in after the first tries to refresh them.
     issuer.max_age.store(0, Ordering::SeqCst);
     let (broker, _moto) =
-        broker_with_moto(&issuer, "[jwks]\nmin_max_age_seconds = 0\ncooldown_seconds = 0\n").await;
+        broker_with_moto(&issuer, "[jwks]\nmin_max_age_seconds = 0\ncooldown_seconds = 1\n").await;
     let token = rsa.sign_jwt(&corp_claims(&issuer));
     assert_eq!(sign_in(&broker, "corp", &token).await.status, StatusCode::OK);
 
     issuer.down.store(true, Ordering::SeqCst);
+    // The smallest cooldown (1 s) between two refreshes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let hits_before = issuer.hits();
     let answer = sign_in(&broker, "corp", &token).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

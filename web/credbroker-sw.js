@@ -98,10 +98,10 @@ async function forgetCredentials() {
 }
 
 function fromMessage(message) {
-  const { accessKeyId, secretAccessKey, sessionToken, expiration } = message.credentials ?? {};
+  const { accessKeyId, secretAccessKey, sessionToken, expiration, assertion } = message.credentials ?? {};
   const valid = accessKeyId && secretAccessKey && Number.isFinite(expiration);
   return {
-    credentials: valid ? { accessKeyId, secretAccessKey, sessionToken, expiration } : null,
+    credentials: valid ? { accessKeyId, secretAccessKey, sessionToken, expiration, assertion } : null,
     skewMs: Number(message.skewMs) || 0,
     region: String(message.region),
     service: String(message.service ?? 'execute-api'),

@@ -400,7 +400,8 @@ export class CredbrokerClient extends EventTarget {
   // ---- credentials -------------------------------------------------------------------------
 
   /**
-   * Current credentials `{ accessKeyId, secretAccessKey, sessionToken, expiration: Date }`,
+   * Current credentials `{ accessKeyId, secretAccessKey, sessionToken, expiration: Date,
+   * assertion }` (`assertion`: the broker's identity assertion, when it sends one),
    * renewed first when renewal is due. Concurrent callers share one renewal. Rejects with a
    * CredbrokerError (code `not_signed_in`, `login_required`...) when there are none.
    */
@@ -414,8 +415,8 @@ export class CredbrokerClient extends EventTarget {
       }
     }
     if (!this.#usable()) throw new CredbrokerError('expired', 'the credentials have expired; sign in again');
-    const { accessKeyId, secretAccessKey, sessionToken, expiration } = this.#session.credentials;
-    return { accessKeyId, secretAccessKey, sessionToken, expiration: new Date(expiration) };
+    const { expiration, ...keys } = this.#session.credentials;
+    return { ...keys, expiration: new Date(expiration) };
   }
 
   #usable() {
@@ -669,7 +670,9 @@ export class CredbrokerClient extends EventTarget {
     const response = await this.#env.fetch(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ id_token: idToken }),
+      // A renewal sends back the identity id this provider's session got, so the broker can skip
+      // Cognito's GetId; Cognito refuses an id that is not this login's, and the broker then asks GetId.
+      body: JSON.stringify({ id_token: idToken, identity_id: this.#session?.provider === provider.name ? this.#session.identityId : undefined }),
     });
     const body = await readJson(response);
     if (!response.ok) throw problemError(body, response.status, 'signin_failed');
@@ -684,7 +687,8 @@ export class CredbrokerClient extends EventTarget {
       provider: body.provider ?? provider.name,
       subject: body.subject,
       claims: body.claims ?? {},
-      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration },
+      // The identity assertion (docs/identity.md) lives and renews with the credentials.
+      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration, assertion: body.identityAssertion },
       issuedAt: Date.parse(body.serverTime) || this.#clock.now(),
       refreshToken,
       idToken,

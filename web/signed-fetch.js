@@ -137,6 +137,8 @@ export async function signedFetch(request, options) {
     );
     const headers = new Headers(kept);
     for (const [name, value] of signed.headers) headers.set(name, value);
+    // Who the caller is, for the app (docs/identity.md); not signed: the gateway does not need it.
+    if (credentials.assertion) headers.set('x-credbroker-assertion', credentials.assertion);
     const sentAt = clock.localNow();
     const response = await fetch(url.href, {
       method: request.method,

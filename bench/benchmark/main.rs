@@ -7,6 +7,7 @@
 //! The load generator runs on one thread (a current-thread runtime), so on a small machine it
 //! takes at most one core from the servers under test.
 
+mod exchange;
 mod load;
 mod phases;
 mod servers;
@@ -45,6 +46,10 @@ struct Args {
     /// Sign-ins in the soak, warm-up included.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(2_000..=100_000))]
     soak: u64,
+    /// Measure the identity-pool exchange (first sign-in vs renewal, the 9 a.m. storm) in both
+    /// pool modes; `--exchange=false` skips it (about 4 minutes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    exchange: bool,
     /// Cold starts measured (the median is reported).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=50))]
     cold_starts: u64,
@@ -105,6 +110,9 @@ async fn measure_all(args: &Args, launcher: &Launcher) -> Vec<Row> {
             .await
             .unwrap_or_else(|why| phases::broker_peak_failed(&why)),
     );
+    if args.exchange {
+        rows.extend(exchange::exchange(launcher).await);
+    }
     progress(&format!("soak of {} sign-ins", table::count(args.soak)));
     rows.extend(
         phases::soak(launcher, args.soak)
@@ -114,7 +122,7 @@ async fn measure_all(args: &Args, launcher: &Launcher) -> Vec<Row> {
     rows
 }
 
-fn progress(what: &str) {
+pub(crate) fn progress(what: &str) {
     eprintln!("==> {what}");
 }
 

@@ -50,8 +50,13 @@ impl Launcher {
     /// Starts `credbroker dev` on a free loopback port and returns once it printed its origin
     /// (it prints after binding, so connections are accepted from then on).
     pub async fn dev(&self, name: &str) -> Result<Server, String> {
+        self.dev_with(name, &[]).await
+    }
+
+    /// [`Launcher::dev`] with extra `credbroker dev` arguments (pool mode, latency, quotas).
+    pub async fn dev_with(&self, name: &str, extra: &[&str]) -> Result<Server, String> {
         let mut command = self.command(name)?;
-        command.args(["dev", "--listen", "127.0.0.1:0"]);
+        command.args(["dev", "--listen", "127.0.0.1:0"]).args(extra);
         let mut server = Server {
             child: command
                 .stdout(Stdio::piped())
@@ -240,9 +245,10 @@ mod tests {
     fn the_broker_config_points_at_the_backend() {
         let config = credbroker::config::Config::from_toml(&broker_config("http://127.0.0.1:9/"))
             .expect("the generated config is valid");
-        assert_eq!(config.identity_pool.id, DEV_POOL_ID);
+        let pool = config.identity_pool.expect("the generated config has a pool");
+        assert_eq!(pool.id, DEV_POOL_ID);
         assert_eq!(
-            config.identity_pool.endpoint.map(|url| url.to_string()),
+            pool.endpoint.map(|url| url.to_string()),
             Some("http://127.0.0.1:9/cognito-identity".to_string())
         );
     }

@@ -43,20 +43,23 @@ fn check_accepted(config: &Config) {
         config.jwks.min_max_age_seconds <= config.jwks.max_max_age_seconds,
         "jwks max-age bounds"
     );
-    let pool = &config.identity_pool;
-    assert!(!pool.region().is_empty(), "identity pool region");
-    assert!(
-        (1..=10).contains(&pool.max_attempts),
-        "identity_pool.max_attempts"
-    );
-    assert!(
-        (1..=30).contains(&pool.attempt_timeout_seconds),
-        "attempt timeout"
-    );
-    assert!(
-        pool.endpoint.as_ref().is_none_or(is_acceptable_url),
-        "pool endpoint"
-    );
+    // [identity_pool] is optional (the authorizer never calls Cognito Identity); when present
+    // it must be within bounds.
+    if let Some(pool) = &config.identity_pool {
+        assert!(!pool.region().is_empty(), "identity pool region");
+        assert!(
+            (1..=10).contains(&pool.max_attempts),
+            "identity_pool.max_attempts"
+        );
+        assert!(
+            (1..=30).contains(&pool.attempt_timeout_seconds),
+            "attempt timeout"
+        );
+        assert!(
+            pool.endpoint.as_ref().is_none_or(is_acceptable_url),
+            "pool endpoint"
+        );
+    }
     for origin in &config.allowed_origins {
         let parsed = url::Url::parse(origin).map(|u| u.origin().ascii_serialization());
         assert_eq!(parsed.as_deref(), Ok(origin.as_str()), "allowed origin");

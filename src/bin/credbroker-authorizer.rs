@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use credbroker::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};
 use credbroker::telemetry::emf::EmfRecorder;
-use credbroker::{broker::Broker, config::Config, logging};
+use credbroker::{config::Config, logging, verifier::Verifier};
 use lambda_http::lambda_runtime::{Error, LambdaEvent, Runtime, layers::TracingLayer, service_fn};
 
 #[tokio::main]
@@ -18,14 +18,15 @@ async fn main() -> Result<(), Error> {
     // A bad or missing config fails the cold start with the message that names the key and the fix.
     let config = Config::from_env()?;
     let authorizer = Authorizer::new(config.require_authorizer()?);
-    let broker = Broker::from_config(&config).await?;
-    let shared = Arc::new((broker, authorizer));
+    // No [identity_pool] needed: the authorizer never calls Cognito Identity.
+    let verifier = Verifier::from_config(&config)?;
+    let shared = Arc::new((verifier, authorizer));
     let handler = service_fn(move |event: LambdaEvent<AuthorizerEvent>| {
         let shared = shared.clone();
         async move {
-            let (broker, authorizer) = shared.as_ref();
+            let (verifier, authorizer) = shared.as_ref();
             // A refusal becomes the invocation's error: API Gateway answers 401 for `Unauthorized`.
-            Ok::<AuthorizerResponse, Error>(authorizer.answer(broker, &event.payload).await?)
+            Ok::<AuthorizerResponse, Error>(authorizer.answer(verifier, &event.payload).await?)
         }
     });
     Runtime::new(handler)

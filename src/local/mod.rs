@@ -12,7 +12,7 @@
 //! | `/dev-idp/*`          | the dev OpenID provider (discovery, JWKS, authorize, token, logout) |
 //! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
 //! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
-//! | `/`                   | the browser client from `web/`                           |
+//! | `/`                   | the browser client (embedded `web/`, or `--web DIR`)     |
 
 pub mod gateway;
 mod html;
@@ -21,23 +21,21 @@ pub mod pool;
 pub mod signing_key;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
-use tower_http::services::ServeDir;
-use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
 use crate::api::{self, Cors};
+use crate::assets::{self, WebFiles};
 use crate::broker::Broker;
-use crate::config::{Config, ConfigError, IdentityPoolConfig};
+use crate::config::{Config, ConfigError, IdentityPoolConfig, PoolMode};
 use crate::error::ApiError;
 use crate::health::{self, Readiness};
 use crate::jwks::JwksCache;
+use crate::pool::CognitoPool;
 use crate::provider::Provider;
 
 /// The local pool's id (any well-formed id works; this one is easy to recognise in logs).
@@ -48,15 +46,19 @@ pub const DEV_POOL_ID: &str = "us-east-1:00000000-0000-4000-8000-00000000dec0";
 pub struct DevOptions {
     /// Where to listen (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]` is
+    /// Extra providers (and limits, origins) from a config file; its `[identity_pool]`, if any, is
     /// replaced by the local pool.
     pub config: Option<Config>,
     /// The user's own app, proxied behind the gateway instead of the demo routes.
     pub upstream: Option<Url>,
-    /// The browser client's files.
-    pub web_dir: PathBuf,
+    /// The browser client's files: the embedded copy, or a directory (`--web DIR`).
+    pub web: WebFiles,
     /// Lifetime of credentials the local pool issues.
     pub credential_lifetime: Duration,
+    /// How the broker exchanges tokens at the local pool: enhanced, or developer identities.
+    pub pool_mode: PoolMode,
+    /// The local pool's emulated round trip and quotas.
+    pub pool_load: pool::PoolLoad,
 }
 
 impl Default for DevOptions {
@@ -65,8 +67,10 @@ impl Default for DevOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             config: None,
             upstream: None,
-            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
+            web: WebFiles::Embedded,
             credential_lifetime: Duration::from_secs(3600),
+            pool_mode: PoolMode::Enhanced,
+            pool_load: pool::PoolLoad::default(),
         }
     }
 }
@@ -114,8 +118,23 @@ impl DevStack {
         })?;
         let base_url = base_url_for(bound);
         let mut config = options.config.clone().unwrap_or_else(empty_config);
-        config.identity_pool = local_pool_config(&base_url, &config.identity_pool);
-        let mut broker = Broker::from_config(&config).await?;
+        let pool_config = local_pool_config(&base_url, config.identity_pool.as_ref(), options.pool_mode);
+        config.identity_pool = Some(pool_config.clone());
+        let developer = (options.pool_mode == PoolMode::Developer).then(dev_developer_provider);
+        let cognito = match &developer {
+            Some(developer) => {
+                let credentials = aws_credential_types::Credentials::new(
+                    &developer.access_key_id,
+                    &developer.secret_access_key,
+                    None,
+                    None,
+                    "credbroker-dev",
+                );
+                CognitoPool::with_credentials(&pool_config, credentials).await
+            }
+            None => CognitoPool::new(&pool_config).await,
+        };
+        let mut broker = Broker::new(&config, Arc::new(cognito))?;
         let (http, policy) = broker.idp_parts();
 
         let issuer = base_url.join("dev-idp").expect("static path");
@@ -135,14 +154,15 @@ impl DevStack {
             audiences: vec![idp::DEV_CLIENT_ID.to_string()],
             keys: dev_keys,
         });
-        let pool = pool::LocalPool::new(DEV_POOL_ID.to_string(), trusted, options.credential_lifetime);
-        broker.add_provider(Provider::dev(
-            issuer,
-            idp::DEV_CLIENT_ID,
-            broker.limits(),
-            http,
-            policy,
-        ));
+        let pool = pool::LocalPool::with_developer(
+            DEV_POOL_ID.to_string(),
+            trusted,
+            developer,
+            options.credential_lifetime,
+            options.pool_load,
+        );
+        let dev = Provider::dev(issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
+        broker.add_provider(dev);
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
         }
@@ -198,17 +218,6 @@ fn assemble(
         upstream: options.upstream.clone(),
     };
     let gateway = gateway::router(pool.clone(), settings);
-    // The service worker sits at the root but must be allowed to control `/` explicitly when a
-    // deployment moves it; the header costs nothing here and matches the deployed setup.
-    let web = ServeDir::new(&options.web_dir).fallback(tower::service_fn(|_| async {
-        Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(ApiError::NotFound))
-    }));
-    let web = Router::new()
-        .fallback_service(web)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("service-worker-allowed"),
-            HeaderValue::from_static("/"),
-        ));
     let app = Router::new()
         .nest("/dev-idp", idp.router())
         // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
@@ -219,7 +228,7 @@ fn assemble(
             health::DEFAULT_READINESS_INTERVAL,
         ))))
         .merge(api::routes(broker))
-        .merge(web)
+        .merge(assets::router(options.web.clone(), ""))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api::with_cors(app, cors)
 }
@@ -243,20 +252,45 @@ fn dev_origins(bound: SocketAddr) -> Vec<String> {
     vec![own, format!("http://localhost:{}", bound.port())]
 }
 
+/// The developer provider name of the local pool in developer mode.
+pub const DEV_DEVELOPER_PROVIDER: &str = "login.credbroker.dev";
+
 /// The broker's pool settings pointed at the local pool, through the real SDK.
-fn local_pool_config(base_url: &Url, configured: &IdentityPoolConfig) -> IdentityPoolConfig {
+fn local_pool_config(
+    base_url: &Url,
+    configured: Option<&IdentityPoolConfig>,
+    mode: PoolMode,
+) -> IdentityPoolConfig {
+    let defaults = (
+        crate::config::default_pool_attempt_timeout(),
+        crate::config::default_pool_max_attempts(),
+    );
+    let (attempt_timeout_seconds, max_attempts) =
+        configured.map_or(defaults, |pool| (pool.attempt_timeout_seconds, pool.max_attempts));
     IdentityPoolConfig {
         id: DEV_POOL_ID.to_string(),
         region: Some("us-east-1".to_string()),
         endpoint: Some(base_url.join("cognito-identity").expect("static path")),
-        attempt_timeout_seconds: configured.attempt_timeout_seconds,
-        max_attempts: configured.max_attempts,
+        attempt_timeout_seconds,
+        max_attempts,
+        mode,
+        developer_provider_name: (mode == PoolMode::Developer).then(|| DEV_DEVELOPER_PROVIDER.to_string()),
+    }
+}
+
+/// The developer provider of the local pool, with a fresh random key pair that only this
+/// process's broker knows (it plays the broker's IAM credentials).
+fn dev_developer_provider() -> pool::DeveloperProvider {
+    let (access_key_id, secret_access_key) = pool::random_key_pair("AKIA");
+    pool::DeveloperProvider {
+        name: DEV_DEVELOPER_PROVIDER.to_string(),
+        access_key_id,
+        secret_access_key,
     }
 }
 
 fn empty_config() -> Config {
-    Config::from_toml(&format!("[identity_pool]\nid = \"{DEV_POOL_ID}\"\n"))
-        .expect("the dev pool id is valid")
+    Config::from_toml("").expect("an empty config is valid")
 }
 
 #[cfg(test)]
@@ -279,6 +313,9 @@ mod tests {
 
     #[test]
     fn the_dev_pool_config_is_valid() {
-        assert_eq!(empty_config().identity_pool.region(), "us-east-1");
+        let url = Url::parse("http://127.0.0.1:8787/").unwrap();
+        let pool = local_pool_config(&url, empty_config().identity_pool.as_ref(), PoolMode::Enhanced);
+        assert_eq!(pool.region(), "us-east-1");
+        assert_eq!(pool.max_attempts, 3);
     }
 }

@@ -1,7 +1,27 @@
 //! A local identity pool that speaks the Cognito Identity JSON 1.1 protocol (`GetId`,
-//! `GetCredentialsForIdentity`), so the broker reaches it through the real AWS SDK by endpoint
-//! override. Like Cognito it verifies the Logins token again, keeps a stable identity id per
-//! (issuer, sub), and issues random temporary credentials that the local gateway can look up.
+//! `GetCredentialsForIdentity`, `GetOpenIdTokenForDeveloperIdentity`), so the broker reaches it
+//! through the real AWS SDK by endpoint override. Like Cognito it verifies the Logins token
+//! again, keeps a stable identity id per (issuer, sub), and issues random temporary credentials
+//! that the local gateway can look up.
+//!
+//! # Modes
+//!
+//! Like a real pool it is set up either with public login providers (the trusted issuers:
+//! enhanced mode) or with only a developer provider name ([`DeveloperProvider`]: developer
+//! mode). In developer mode provider tokens are refused outright — as on a real pool with no
+//! login providers — so nothing but the broker, holding the developer credentials, can get an
+//! identity. `GetOpenIdTokenForDeveloperIdentity` must be SigV4-signed (service
+//! `cognito-identity`) with those credentials; the signature is checked by the gateway's
+//! verifier ([`crate::local::gateway::sigv4::verify`]). Its Cognito token is an opaque random
+//! string here (Cognito's is a JWT that only Cognito reads), accepted under the
+//! `cognito-identity.amazonaws.com` login until it expires. Given an `IdentityId`, the call links
+//! the developer login to that identity, as Cognito does.
+//!
+//! # Load emulation
+//!
+//! [`PoolLoad`] adds a fixed delay to every answer (a network round trip) and, optionally,
+//! Cognito's per-account request-rate quotas, answering over-quota calls with Cognito's
+//! `TooManyRequestsException`.
 //!
 //! Differences from Cognito, on purpose:
 //! - exactly one login per request (Cognito links several providers to one identity; the local
@@ -10,24 +30,25 @@
 //! - everything lives in memory and is bounded: at most [`MAX_IDENTITIES`] identities and
 //!   [`MAX_LIVE_CREDENTIALS`] unexpired credentials.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64_URL};
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
 use crate::jwks::{JwksCache, KeyError};
+use crate::local::gateway::sigv4::{self, Expectations, KeyLookup, SigV4Error, SignedRequest, SigningSecret};
 use crate::pool::{AwsCredentials, Logins};
 use crate::token::{self, Claims, UnverifiedToken};
 
@@ -54,6 +75,23 @@ const AMZ_JSON: &str = "application/x-amz-json-1.1";
 /// The `X-Amz-Target` prefix of Cognito Identity operations.
 const TARGET_PREFIX: &str = "AWSCognitoIdentityService.";
 
+/// The `Logins` key of a Cognito OpenID token.
+const COGNITO_LOGIN: &str = "cognito-identity.amazonaws.com";
+/// Most unexpired developer tokens the pool remembers.
+const MAX_DEVELOPER_TOKENS: usize = 100_000;
+/// The service name `GetOpenIdTokenForDeveloperIdentity` is signed for.
+const SIGNING_SERVICE: &str = "cognito-identity";
+/// Cognito's bounds on `PrincipalTags` (the Cognito Identity API model: at most 50 entries,
+/// names 1..=128 and values 1..=256 characters) and `TokenDuration` (1..=86400 seconds).
+const MAX_PRINCIPAL_TAGS: usize = 50;
+const MAX_TAG_KEY_CHARS: usize = 128;
+const MAX_TAG_VALUE_CHARS: usize = 256;
+const MAX_TOKEN_DURATION_SECS: u64 = 86_400;
+/// Cognito's default token duration when `TokenDuration` is absent (15 minutes).
+const DEFAULT_TOKEN_DURATION_SECS: u64 = 900;
+/// Cognito's message for a throttled call.
+const RATE_EXCEEDED: &str = "Rate exceeded";
+
 /// What Cognito answers when a login is for an authenticated identity and does not match it.
 const LOGINS_DONT_MATCH: &str =
     "Logins don't match. Please include at least one valid login for this identity or identity pool.";
@@ -73,8 +111,11 @@ pub struct Identity {
     pub provider: String,
     /// The token's `sub`.
     pub subject: String,
-    /// The verified claims of the token the credentials were issued for.
+    /// The verified claims of the token the credentials were issued for (none in developer
+    /// mode: the pool never sees the provider's token).
     pub claims: Claims,
+    /// The principal tags of the session (developer mode).
+    pub principal_tags: BTreeMap<String, String>,
 }
 
 /// Credentials the pool issued, with the identity they belong to.
@@ -128,10 +169,111 @@ fn is_issuer(issuer: &Url, iss: &str) -> bool {
     iss == issuer_text(issuer) || iss == issuer.as_str()
 }
 
+/// Developer mode: the pool's developer provider name and the only AWS credentials allowed to
+/// call `GetOpenIdTokenForDeveloperIdentity` (the broker's; like an IAM policy naming the pool).
+#[derive(Clone)]
+pub struct DeveloperProvider {
+    /// The developer provider name, the `Logins` key of developer users.
+    pub name: String,
+    /// The broker's access key id.
+    pub access_key_id: String,
+    /// The broker's secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for DeveloperProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeveloperProvider")
+            .field("name", &self.name)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cognito's default request-rate quotas per account and Region, in requests per second, from
+/// "Quotas in Amazon Cognito" (docs.aws.amazon.com/cognito/latest/developerguide/quotas.html,
+/// identity pools table): `GetId` 25, `GetCredentialsForIdentity` 200,
+/// `GetOpenIdTokenForDeveloperIdentity` 25. All three can be raised on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// `GetId` per second.
+    pub get_id: u32,
+    /// `GetCredentialsForIdentity` per second.
+    pub get_credentials: u32,
+    /// `GetOpenIdTokenForDeveloperIdentity` per second.
+    pub developer_token: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            get_id: 25,
+            get_credentials: 200,
+            developer_token: 25,
+        }
+    }
+}
+
+/// How the pool emulates a production-shaped Cognito: a round trip and, optionally, quotas.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolLoad {
+    /// Added to every answer.
+    pub latency: Duration,
+    /// Request-rate quotas; `None` answers every call.
+    pub quotas: Option<Quotas>,
+}
+
+/// A token bucket holding one second of a quota, refilled continuously: a burst of up to the
+/// quota passes at once, then calls pass at the quota's rate.
+#[derive(Debug)]
+struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    refilled_at: std::time::Instant,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> RateLimit {
+        RateLimit {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            refilled_at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A Cognito token the pool issued: whose, and until when.
+#[derive(Debug, Clone)]
+struct DeveloperToken {
+    identity_id: String,
+    owner: Owner,
+    principal_tags: BTreeMap<String, String>,
+    expires: SystemTime,
+}
+
 /// The local pool.
 pub struct LocalPool {
     pool_id: String,
     issuers: Vec<TrustedIssuer>,
+    developer: Option<DeveloperProvider>,
+    load: PoolLoad,
+    limits: Mutex<HashMap<&'static str, RateLimit>>,
+    /// Calls received per operation, throttled ones included (what a bill or a quota counts).
+    calls: Mutex<HashMap<&'static str, u64>>,
     credential_lifetime: Duration,
     /// [`MAX_LIVE_CREDENTIALS`]; a field so tests can reach the cap without 100,000 sign-ins.
     max_live_credentials: usize,
@@ -151,6 +293,7 @@ struct Owner {
 struct PoolState {
     identity_of: HashMap<Owner, String>,
     owner_of: HashMap<String, Owner>,
+    developer_tokens: HashMap<String, DeveloperToken>,
     credentials: HashMap<String, IssuedCredentials>,
     /// Access key ids in issue order, which is expiry order since the lifetime is fixed: purging
     /// pops from the front until it meets a live entry.
@@ -166,9 +309,42 @@ impl LocalPool {
         issuers: Vec<TrustedIssuer>,
         credential_lifetime: Duration,
     ) -> Arc<LocalPool> {
+        LocalPool::with_developer(pool_id, issuers, None, credential_lifetime, PoolLoad::default())
+    }
+
+    /// A pool in either mode: with a [`DeveloperProvider`] it trusts no public provider (the
+    /// `issuers` are ignored) and serves developer identities; `load` sets latency and quotas.
+    pub fn with_developer(
+        pool_id: String,
+        issuers: Vec<TrustedIssuer>,
+        developer: Option<DeveloperProvider>,
+        credential_lifetime: Duration,
+        load: PoolLoad,
+    ) -> Arc<LocalPool> {
+        let issuers = if developer.is_some() { Vec::new() } else { issuers };
+        let limits = load
+            .quotas
+            .map(|quotas| {
+                HashMap::from([
+                    ("GetId", RateLimit::new(quotas.get_id)),
+                    (
+                        "GetCredentialsForIdentity",
+                        RateLimit::new(quotas.get_credentials),
+                    ),
+                    (
+                        "GetOpenIdTokenForDeveloperIdentity",
+                        RateLimit::new(quotas.developer_token),
+                    ),
+                ])
+            })
+            .unwrap_or_default();
         Arc::new(LocalPool {
             pool_id,
             issuers,
+            developer,
+            load,
+            limits: Mutex::new(limits),
+            calls: Mutex::default(),
             credential_lifetime,
             max_live_credentials: MAX_LIVE_CREDENTIALS,
             state: Mutex::new(PoolState::default()),
@@ -240,7 +416,10 @@ impl LocalPool {
             check_role_arn(role_arn)?;
         }
         let owner = self.owner_of(&request.identity_id)?;
-        let login = self.verify_logins(request.logins.as_ref()).await?;
+        let login = match single_login(request.logins.as_ref())? {
+            (COGNITO_LOGIN, token) => self.developer_token(token, &request.identity_id)?,
+            _ => self.verify_logins(request.logins.as_ref()).await?,
+        };
         if login.owner != owner {
             return Err(ProtocolError::NotAuthorized(LOGINS_DONT_MATCH.to_owned()));
         }
@@ -249,6 +428,7 @@ impl LocalPool {
             provider: login.owner.provider,
             subject: login.owner.subject,
             claims: login.claims,
+            principal_tags: login.principal_tags,
         });
         let credentials = self.issue(Arc::clone(&identity))?;
         tracing::debug!(
@@ -345,7 +525,197 @@ impl LocalPool {
                 subject,
             },
             claims,
+            principal_tags: BTreeMap::new(),
         })
+    }
+
+    /// `GetOpenIdTokenForDeveloperIdentity`, after its signature checked out.
+    fn developer_identity(
+        &self,
+        request: DeveloperIdentityRequest,
+    ) -> Result<serde_json::Value, ProtocolError> {
+        let Some(developer) = &self.developer else {
+            return Err(ProtocolError::NotAuthorized(
+                "This identity pool has no developer provider.".to_owned(),
+            ));
+        };
+        if request.identity_pool_id != self.pool_id {
+            return Err(ProtocolError::ResourceNotFound(format!(
+                "IdentityPool '{}' not found.",
+                excerpt(&request.identity_pool_id)
+            )));
+        }
+        let (provider, user_id) = single_login(Some(&request.logins))?;
+        if provider != developer.name {
+            return Err(ProtocolError::NotAuthorized(format!(
+                "Invalid login provider '{}': not the developer provider of this identity pool.",
+                excerpt(provider)
+            )));
+        }
+        if user_id.is_empty() || user_id.chars().count() > 1024 {
+            return Err(ProtocolError::InvalidParameter(
+                "The developer user identifier must be 1 to 1024 characters.".to_owned(),
+            ));
+        }
+        let principal_tags = request.principal_tags.unwrap_or_default();
+        check_principal_tags(&principal_tags)?;
+        let duration = request.token_duration.unwrap_or(DEFAULT_TOKEN_DURATION_SECS);
+        if !(1..=MAX_TOKEN_DURATION_SECS).contains(&duration) {
+            return Err(ProtocolError::InvalidParameter(format!(
+                "TokenDuration must be 1 to {MAX_TOKEN_DURATION_SECS} seconds."
+            )));
+        }
+        let owner = Owner {
+            provider: provider.to_owned(),
+            subject: user_id.to_owned(),
+        };
+        let identity_id = match request.identity_id {
+            Some(identity_id) => self.link(&owner, identity_id)?,
+            None => self.identity_for(&owner)?,
+        };
+        let token = BASE64_URL.encode(random_bytes::<32>());
+        let mut state = self.lock();
+        let now = SystemTime::now();
+        state.developer_tokens.retain(|_, issued| issued.expires > now);
+        if state.developer_tokens.len() >= MAX_DEVELOPER_TOKENS {
+            return Err(ProtocolError::TooManyRequests(format!(
+                "The local identity pool holds at most {MAX_DEVELOPER_TOKENS} live developer tokens."
+            )));
+        }
+        state.developer_tokens.insert(
+            token.clone(),
+            DeveloperToken {
+                identity_id: identity_id.clone(),
+                owner,
+                principal_tags,
+                expires: now + Duration::from_secs(duration),
+            },
+        );
+        Ok(json!({ "IdentityId": identity_id, "Token": token }))
+    }
+
+    /// Links the developer login `owner` to `identity_id`, as Cognito does when the call names
+    /// an identity: a login already on another identity is a conflict.
+    fn link(&self, owner: &Owner, identity_id: String) -> Result<String, ProtocolError> {
+        let mut state = self.lock();
+        if !state.owner_of.contains_key(&identity_id) {
+            return Err(ProtocolError::ResourceNotFound(format!(
+                "Identity '{}' not found.",
+                excerpt(&identity_id)
+            )));
+        }
+        match state.identity_of.get(owner) {
+            Some(existing) if *existing == identity_id => Ok(identity_id),
+            Some(_) => Err(ProtocolError::ResourceConflict(
+                "The developer user identifier is already linked to another identity.".to_owned(),
+            )),
+            None => {
+                state.identity_of.insert(owner.clone(), identity_id.clone());
+                Ok(identity_id)
+            }
+        }
+    }
+
+    /// The login behind a Cognito token this pool issued for `identity_id`.
+    fn developer_token(&self, token: &str, identity_id: &str) -> Result<VerifiedLogin, ProtocolError> {
+        let state = self.lock();
+        let issued = state
+            .developer_tokens
+            .get(token)
+            .filter(|issued| issued.expires > SystemTime::now())
+            .ok_or_else(|| {
+                ProtocolError::NotAuthorized("Invalid login token. Token expired or unknown.".to_owned())
+            })?;
+        if issued.identity_id != identity_id {
+            return Err(ProtocolError::NotAuthorized(LOGINS_DONT_MATCH.to_owned()));
+        }
+        // The owner is the identity's first owner: a linked login gets the identity's credentials.
+        let owner = state
+            .owner_of
+            .get(identity_id)
+            .cloned()
+            .unwrap_or_else(|| issued.owner.clone());
+        Ok(VerifiedLogin {
+            owner,
+            claims: Claims::new(),
+            principal_tags: issued.principal_tags.clone(),
+        })
+    }
+
+    /// How many calls of `operation` (e.g. `"GetId"`) the pool has received, throttled ones
+    /// included.
+    pub fn calls(&self, operation: &str) -> u64 {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Admits one call of `operation` under the quotas, then waits the emulated round trip.
+    async fn admit(&self, operation: &'static str) -> Result<(), ProtocolError> {
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(operation)
+            .or_default() += 1;
+        let admitted = self
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(operation)
+            .is_none_or(RateLimit::admit);
+        if !self.load.latency.is_zero() {
+            tokio::time::sleep(self.load.latency).await;
+        }
+        if admitted {
+            Ok(())
+        } else {
+            Err(ProtocolError::TooManyRequests(RATE_EXCEEDED.to_owned()))
+        }
+    }
+
+    /// Checks the SigV4 signature of a developer call against the developer credentials.
+    fn check_signature(&self, request: &SignedRequest<'_>) -> Result<(), ProtocolError> {
+        let Some(developer) = &self.developer else {
+            return Ok(());
+        };
+        let expect = Expectations {
+            now: SystemTime::now(),
+            region: self.region(),
+            service: SIGNING_SERVICE,
+            normalize_uri_path: true,
+            presigned_token_signed: true,
+            presigned_max_age: None,
+        };
+        sigv4::verify(request, &expect, |access_key_id| {
+            if access_key_id == developer.access_key_id {
+                KeyLookup::Live(SigningSecret {
+                    secret_access_key: developer.secret_access_key.clone(),
+                    session_token: None,
+                    owner: (),
+                })
+            } else {
+                KeyLookup::Unknown
+            }
+        })
+        .map(|_| ())
+        .map_err(ProtocolError::Signature)
+    }
+}
+
+/// Cognito's bounds on principal tags.
+fn check_principal_tags(tags: &BTreeMap<String, String>) -> Result<(), ProtocolError> {
+    let in_bounds = tags.len() <= MAX_PRINCIPAL_TAGS
+        && tags.iter().all(|(key, value)| {
+            (1..=MAX_TAG_KEY_CHARS).contains(&key.chars().count())
+                && (1..=MAX_TAG_VALUE_CHARS).contains(&value.chars().count())
+        });
+    if in_bounds {
+        Ok(())
+    } else {
+        Err(ProtocolError::InvalidParameter(format!(
+            "PrincipalTags: at most {MAX_PRINCIPAL_TAGS} tags, names of 1 to {MAX_TAG_KEY_CHARS} and values of 1 to \
+             {MAX_TAG_VALUE_CHARS} characters."
+        )))
     }
 }
 
@@ -368,6 +738,7 @@ impl PoolState {
 struct VerifiedLogin {
     owner: Owner,
     claims: Claims,
+    principal_tags: BTreeMap<String, String>,
 }
 
 /// The only (provider, token) pair of `logins`.
@@ -450,32 +821,76 @@ struct GetCredentialsRequest {
     custom_role_arn: Option<String>,
 }
 
-/// The Cognito Identity operations the pool serves.
+/// The body of `GetOpenIdTokenForDeveloperIdentity`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeveloperIdentityRequest {
+    identity_pool_id: String,
+    identity_id: Option<String>,
+    logins: Logins,
+    principal_tags: Option<BTreeMap<String, String>>,
+    token_duration: Option<u64>,
+}
+
+/// The Cognito Identity operations the pool serves, by their API names.
+#[derive(Clone, Copy)]
+#[allow(clippy::enum_variant_names)] // Cognito's own operation names all start with `Get`.
 enum Operation {
     GetId,
     GetCredentialsForIdentity,
+    GetOpenIdTokenForDeveloperIdentity,
 }
 
-/// The one handler: checks the envelope, dispatches on `X-Amz-Target`.
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::GetId => "GetId",
+            Operation::GetCredentialsForIdentity => "GetCredentialsForIdentity",
+            Operation::GetOpenIdTokenForDeveloperIdentity => "GetOpenIdTokenForDeveloperIdentity",
+        }
+    }
+}
+
+/// The one handler: checks the envelope (and, for the developer call, the signature), applies
+/// the quotas and latency, dispatches on `X-Amz-Target`.
 async fn handle(
     State(pool): State<Arc<LocalPool>>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = match check_envelope(&headers, body) {
-        Ok((Operation::GetId, body)) => match parse_body(&body) {
-            Ok(request) => pool.get_id(request).await,
-            Err(error) => Err(error),
-        },
-        Ok((Operation::GetCredentialsForIdentity, body)) => match parse_body(&body) {
-            Ok(request) => pool.get_credentials(request).await,
-            Err(error) => Err(error),
-        },
+        Ok((operation, body)) => dispatch(&pool, operation, &uri, &headers, &body).await,
         Err(error) => Err(error),
     };
     match result {
         Ok(answer) => amz_json(StatusCode::OK, answer.to_string()),
         Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(
+    pool: &LocalPool,
+    operation: Operation,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, ProtocolError> {
+    if let Operation::GetOpenIdTokenForDeveloperIdentity = operation {
+        // Authentication comes before anything else, throttling included, as in AWS.
+        let target = uri.path_and_query().map_or("/", |target| target.as_str());
+        pool.check_signature(&SignedRequest {
+            method: "POST",
+            target,
+            headers,
+            body,
+        })?;
+    }
+    pool.admit(operation.name()).await?;
+    match operation {
+        Operation::GetId => pool.get_id(parse_body(body)?).await,
+        Operation::GetCredentialsForIdentity => pool.get_credentials(parse_body(body)?).await,
+        Operation::GetOpenIdTokenForDeveloperIdentity => pool.developer_identity(parse_body(body)?),
     }
 }
 
@@ -487,6 +902,7 @@ fn check_envelope(
     let operation = match target(headers) {
         Some("GetId") => Operation::GetId,
         Some("GetCredentialsForIdentity") => Operation::GetCredentialsForIdentity,
+        Some("GetOpenIdTokenForDeveloperIdentity") => Operation::GetOpenIdTokenForDeveloperIdentity,
         Some(other) => {
             return Err(ProtocolError::UnknownOperation(format!(
                 "Operation '{}' is not supported by the local identity pool.",
@@ -495,8 +911,8 @@ fn check_envelope(
         }
         None => {
             return Err(ProtocolError::UnknownOperation(format!(
-                "X-Amz-Target must be {TARGET_PREFIX}GetId or \
-                 {TARGET_PREFIX}GetCredentialsForIdentity."
+                "X-Amz-Target must be {TARGET_PREFIX}GetId, {TARGET_PREFIX}GetCredentialsForIdentity \
+                 or {TARGET_PREFIX}GetOpenIdTokenForDeveloperIdentity."
             )));
         }
     };
@@ -560,7 +976,10 @@ enum ProtocolError {
     ResourceNotFound(String),
     LimitExceeded(String),
     TooManyRequests(String),
+    ResourceConflict(String),
     ExternalService(String),
+    /// A developer call whose signature did not verify.
+    Signature(SigV4Error),
     Serialization(String),
     UnknownOperation(String),
     /// The body could not be read (too large, connection cut): the status says which.
@@ -579,6 +998,19 @@ impl ProtocolError {
             ProtocolError::ResourceNotFound(_) => ("ResourceNotFoundException", StatusCode::NOT_FOUND),
             ProtocolError::LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
             ProtocolError::TooManyRequests(_) => ("TooManyRequestsException", StatusCode::TOO_MANY_REQUESTS),
+            ProtocolError::ResourceConflict(_) => ("ResourceConflictException", StatusCode::CONFLICT),
+            // The error types AWS answers for a bad signature (the common errors of every
+            // service); like API Gateway, 403 for credentials and signatures, 400 for
+            // malformed ones.
+            ProtocolError::Signature(error) => (
+                error.error_type(),
+                match error {
+                    SigV4Error::IncompleteSignature(_)
+                    | SigV4Error::ConflictingAuthentication
+                    | SigV4Error::HeaderNotSigned(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::FORBIDDEN,
+                },
+            ),
             ProtocolError::ExternalService(_) => ("ExternalServiceException", StatusCode::BAD_REQUEST),
             ProtocolError::Serialization(_) => ("SerializationException", StatusCode::BAD_REQUEST),
             ProtocolError::UnknownOperation(_) => ("UnknownOperationException", StatusCode::BAD_REQUEST),
@@ -586,17 +1018,19 @@ impl ProtocolError {
         }
     }
 
-    fn message(&self) -> &str {
+    fn message(&self) -> std::borrow::Cow<'_, str> {
         match self {
             ProtocolError::InvalidParameter(message)
             | ProtocolError::NotAuthorized(message)
             | ProtocolError::ResourceNotFound(message)
             | ProtocolError::LimitExceeded(message)
             | ProtocolError::TooManyRequests(message)
+            | ProtocolError::ResourceConflict(message)
             | ProtocolError::ExternalService(message)
             | ProtocolError::Serialization(message)
             | ProtocolError::UnknownOperation(message)
-            | ProtocolError::UnreadableBody { message, .. } => message,
+            | ProtocolError::UnreadableBody { message, .. } => std::borrow::Cow::Borrowed(message),
+            ProtocolError::Signature(error) => std::borrow::Cow::Owned(error.to_string()),
         }
     }
 }
@@ -604,7 +1038,7 @@ impl ProtocolError {
 impl IntoResponse for ProtocolError {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
-        tracing::debug!(code, message = self.message(), "local pool refused a request");
+        tracing::debug!(code, message = %self.message(), "local pool refused a request");
         let body = json!({ "__type": code, "message": self.message() });
         let mut response = amz_json(status, body.to_string());
         response
@@ -660,17 +1094,27 @@ fn random_uuid_v4() -> String {
 /// The RFC 4648 base32 alphabet, which is what AWS access key ids are written in.
 const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/// Fresh random credentials expiring at `expiration`, shaped like STS temporary credentials.
-fn random_credentials(expiration: SystemTime) -> AwsCredentials {
+/// A random access key id with `prefix` (`ASIA` temporary, `AKIA` long-term) and its secret,
+/// shaped like AWS's.
+pub fn random_key_pair(prefix: &str) -> (String, String) {
     // 256 is a multiple of 32, so taking each byte modulo 32 is unbiased.
     let key_id_chars: String = random_bytes::<16>()
         .iter()
         .map(|byte| char::from(BASE32_ALPHABET[usize::from(byte % 32)]))
         .collect();
+    // 30 bytes are exactly 40 base64 characters, the length of an AWS secret key.
+    (
+        format!("{prefix}{key_id_chars}"),
+        BASE64.encode(random_bytes::<30>()),
+    )
+}
+
+/// Fresh random credentials expiring at `expiration`, shaped like STS temporary credentials.
+fn random_credentials(expiration: SystemTime) -> AwsCredentials {
+    let (access_key_id, secret_access_key) = random_key_pair("ASIA");
     AwsCredentials {
-        access_key_id: format!("ASIA{key_id_chars}"),
-        // 30 bytes are exactly 40 base64 characters, the length of an AWS secret key.
-        secret_access_key: BASE64.encode(random_bytes::<30>()),
+        access_key_id,
+        secret_access_key,
         session_token: BASE64.encode(random_bytes::<384>()),
         expiration,
     }
@@ -788,6 +1232,7 @@ mod tests {
                 provider: "p".to_owned(),
                 subject: "s".to_owned(),
                 claims: Claims::new(),
+                principal_tags: BTreeMap::new(),
             })
         };
         let capped = |lifetime| {
@@ -818,6 +1263,7 @@ mod tests {
             provider: "p".to_owned(),
             subject: "s".to_owned(),
             claims: Claims::new(),
+            principal_tags: BTreeMap::new(),
         });
         let first = pool.issue(Arc::clone(&identity)).expect("issued");
         let remembered = pool.lookup(&first.access_key_id).expect("kept after expiry");
@@ -852,6 +1298,7 @@ mod tests {
             provider: "p".to_owned(),
             subject: "s".to_owned(),
             claims: Claims::new(),
+            principal_tags: BTreeMap::new(),
         });
         let issued = pool.issue(identity).expect("issued");
         let found = pool.lookup(&issued.access_key_id).expect("live");

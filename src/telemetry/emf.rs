@@ -385,8 +385,8 @@ mod tests {
                 Duration::from_millis(40),
             );
             let done: Result<(), crate::pool::PoolError> = Ok(());
-            telemetry::record_pool_call("GetId", std::time::Instant::now(), &done);
-            telemetry::record_pool_call("GetCredentialsForIdentity", std::time::Instant::now(), &done);
+            telemetry::record_pool_call("GetId", Duration::ZERO, Some(&done));
+            telemetry::record_pool_call("GetCredentialsForIdentity", Duration::ZERO, Some(&done));
         });
         assert_eq!(documents.len(), 2, "{documents:#?}");
         let first = &documents[0];

@@ -119,24 +119,40 @@ def test_gateway_errors_carry_cors_headers():
 
 def test_the_role_may_invoke_only_this_apis_protected_routes():
     role = translated()["Resources"]["AuthenticatedRole"]["Properties"]
-    [statement] = role["Policies"][0]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "execute-api:Invoke"
-    resource = statement["Resource"]["Fn::Sub"]
+    [allow, admin] = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert (allow["Effect"], allow["Action"]) == ("Allow", "execute-api:Invoke")
+    resource = allow["Resource"]["Fn::Sub"]
     assert resource.endswith(":${Api}/${StageName}/*/api/*"), resource
+    # The per-route rule: /api/admin/* is denied unless the session's groups tag holds AdminGroup.
+    assert (admin["Effect"], admin["Action"]) == ("Deny", "execute-api:Invoke")
+    assert admin["Resource"]["Fn::Sub"].endswith(":${Api}/${StageName}/*/api/admin/*")
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Action"] == ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"]
     assert trust["Principal"] == {"Federated": "cognito-identity.amazonaws.com"}
     assert trust["Condition"]["ForAnyValue:StringLike"] == {"cognito-identity.amazonaws.com:amr": "authenticated"}
     assert "cognito-identity.amazonaws.com:aud" in trust["Condition"]["StringEquals"]
 
 
-def test_the_sign_in_function_has_no_permissions_beyond_logs():
+def test_the_sign_in_function_has_no_permissions_beyond_logs_in_enhanced_mode():
     output = translated()
     role = output["Resources"]["SignInFunctionRole"]["Properties"]
     assert role["ManagedPolicyArns"] == [
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
     ]
-    assert "Policies" not in role or role["Policies"] == []
+    enhanced = Evaluator({"PoolMode": "enhanced"})
+    assert enhanced.value(role.get("Policies", [])) == []
 
+
+def test_in_developer_mode_the_sign_in_function_may_vouch_for_users_of_this_pool_only():
+    role = translated()["Resources"]["SignInFunctionRole"]["Properties"]
+    for parameters, pool in (({}, POOL_ID), (PARAMETER_SETS["entra one tenant, existing pool"][0], None)):
+        developer = Evaluator({"PoolMode": "developer", **parameters})
+        [policy] = developer.value(role["Policies"])
+        [statement] = policy["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Action"] == "cognito-identity:GetOpenIdTokenForDeveloperIdentity"
+        pool = pool or parameters["ExistingIdentityPoolId"]
+        assert statement["Resource"].endswith(f":identitypool/{pool}"), statement["Resource"]
 
 def test_the_lambda_functions_run_as_the_emulator_checks_them():
     for logical_id in ("SignInFunction", "BearerAuthorizerFunction"):
@@ -260,6 +276,16 @@ PARAMETER_SETS = {
         },
         ["cognito", "entra", "google", "salesforce"],
     ),
+    "cognito group rule (claim name with a colon)": (
+        {
+            "CognitoUserPoolId": "eu-west-1_AbCdEf123",
+            "CognitoUserPoolClientId": "5abc123",
+            "RequireClaim": "cognito:groups",
+            "RequireValue": "admins",
+            "RequireMatchType": "Contains",
+        },
+        ["cognito"],
+    ),
     "entra one tenant, existing pool": (
         {
             "EntraClientId": "11111111-2222-4333-8444-555555555555",
@@ -342,7 +368,7 @@ def test_everything_renders_every_rule_tenant_and_origin():
     assert config["allowed_origins"] == [
         f"https://{CLOUDFRONT}", "https://app.example.com", "http://localhost:3000"]
     assert config["authorizer"]["allow"] == [{"routes": ["GET /api/*"]}]
-    assert config["identity_pool"] == {"id": POOL_ID}
+    assert config["identity_pool"] == {"id": POOL_ID, "mode": "enhanced"}
 
 
 def test_without_extra_origins_only_the_api_origin_is_allowed():
@@ -458,3 +484,56 @@ def test_unsigned_navigations_get_the_local_gateways_signin_page_and_api_clients
     assert templates["text/html"].count("$") == 1 and "$context.stage" in templates["text/html"]
     paths = rest_api_paths(translated(), "Api")
     assert {"/web", "/web/{proxy+}"} <= set(paths)
+
+
+# ---- Pool modes --------------------------------------------------------------------------------
+
+
+DEVELOPER = {**PARAMETER_SETS["everything"][0], "PoolMode": "developer"}
+
+
+def test_a_developer_pool_has_only_a_developer_provider_and_no_role_mapping():
+    developer = Evaluator(DEVELOPER)
+    pool = developer.value(TEMPLATE["Resources"]["IdentityPool"]["Properties"])
+    assert pool["DeveloperProviderName"] == "login.credbroker"
+    for key in ("SupportedLoginProviders", "OpenIdConnectProviderARNs", "CognitoIdentityProviders"):
+        assert key not in pool, f"{key} in a developer pool: {pool}"
+    for resource in ("SalesforceOidcProvider", "EntraOidcProvider1", "EntraOidcProvider2", "EntraOidcProvider3",
+                     "GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1"):
+        assert not developer.exists(resource), resource
+    roles = developer.value(TEMPLATE["Resources"]["IdentityPoolRoles"]["Properties"])
+    assert "RoleMappings" not in roles, "the broker's rules are authoritative in developer mode"
+    enhanced = Evaluator(PARAMETER_SETS["everything"][0])
+    assert "DeveloperProviderName" not in enhanced.value(TEMPLATE["Resources"]["IdentityPool"]["Properties"])
+
+
+def test_the_developer_config_names_the_provider_and_tags_every_provider():
+    config = json.loads(Evaluator(DEVELOPER).config())
+    assert config["identity_pool"] == {"id": POOL_ID, "mode": "developer",
+                                       "developer_provider_name": "login.credbroker"}
+    for name, provider in config["providers"].items():
+        assert provider["principal_tags"] == {"groups": "groups"}, name
+    enhanced = json.loads(Evaluator(PARAMETER_SETS["everything"][0]).config())
+    assert all("principal_tags" not in provider for provider in enhanced["providers"].values())
+
+
+def test_the_developer_config_is_accepted_by_credbroker():
+    config = served_config(Evaluator(DEVELOPER).config())
+    assert sorted(p["name"] for p in config["providers"]) == ["cognito", "entra", "google", "salesforce"]
+
+
+def test_enhanced_pools_map_the_groups_claim_to_a_principal_tag_per_provider():
+    enhanced = Evaluator({**PARAMETER_SETS["everything"][0], "GroupsClaim": "cognito:groups"})
+    for resource in ("GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1"):
+        assert enhanced.exists(resource), resource
+        properties = enhanced.value(TEMPLATE["Resources"][resource]["Properties"])
+        assert properties["PrincipalTags"] == {"groups": "cognito:groups"}
+        assert properties["UseDefaults"] is False
+
+
+def test_the_admin_rule_matches_a_group_member_in_either_mode():
+    statement = TEMPLATE["Resources"]["AuthenticatedRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]
+    condition = lambda parameters: Evaluator(parameters).value(statement["Condition"])
+    assert condition({"PoolMode": "developer"}) == {"StringNotLike": {"aws:PrincipalTag/groups": "*:admins:*"}}
+    assert condition({"PoolMode": "enhanced", "AdminGroup": "ops"}) == {
+        "StringNotLike": {"aws:PrincipalTag/groups": "ops"}}

@@ -227,6 +227,9 @@ test('the renewal timer renews with the refresh token and reschedules', async ()
   assert.equal(env.servers.callsTo('/auth/signin/dev').length, 2);
   const refresh = new URLSearchParams(env.servers.callsTo('/dev-idp/token').at(-1).init.body);
   assert.equal(refresh.get('grant_type'), 'refresh_token');
+  const [first, renewal] = env.servers.callsTo('/auth/signin/dev').map((call) => JSON.parse(call.init.body));
+  assert.equal(first.identity_id, undefined, 'a first sign-in has no identity id to send');
+  assert.equal(renewal.identity_id, 'eu-west-1:0000', 'a renewal sends back the identity id it was given');
   assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
   assert.deepEqual(env.clock.pendingDelays(), [3240_000, 3600_000]);
   assert.equal(env.events.filter((e) => e.type === 'credentials').length, 2);
@@ -282,6 +285,20 @@ test('without a way to renew silently: signin-required, then expired', async () 
   assert.ok(restored.events.some((e) => e.type === 'expired'));
   assert.equal(restored.client.session, null);
   await assert.rejects(restored.client.credentials(), { code: 'not_signed_in' });
+});
+
+test('signed requests carry the identity assertion of the current credentials, renewed with them', async () => {
+  const env = setup({ lifetimeMs: 3600_000 });
+  await signInWithCode(env);
+  await env.client.fetch(`${ORIGIN}/api/whoami`);
+  const sent = () => new Headers(env.servers.callsTo('/api/whoami').at(-1).init.headers);
+  assert.equal(sent().get('x-credbroker-assertion'), 'assertion-1');
+  // Not part of the signature: the gateway forwards it, the app verifies it (docs/identity.md).
+  assert.doesNotMatch(sent().get('authorization'), /x-credbroker-assertion/);
+  await env.clock.advance(3240_000);
+  assert.equal((await env.client.credentials()).assertion, 'assertion-2');
+  await env.client.fetch(`${ORIGIN}/api/whoami`);
+  assert.equal(sent().get('x-credbroker-assertion'), 'assertion-2');
 });
 
 test('the signing clock follows the broker serverTime', async () => {

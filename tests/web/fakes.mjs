@@ -223,6 +223,7 @@ export class FakeServers {
         expiration: new Date(now + this.lifetimeMs).toISOString(),
       },
       claims: { email: 'alice@example.com' },
+      identityAssertion: `assertion-${this.issued}`,
       serverTime: new Date(now).toISOString(),
     });
   }

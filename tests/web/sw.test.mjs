@@ -92,6 +92,7 @@ const credentialsMessage = (expiresInMs = 3600_000) => ({
     secretAccessKey: 'secret-7',
     sessionToken: 'token-7',
     expiration: clock.now() + expiresInMs,
+    assertion: 'assertion-7',
   },
   skewMs: 0,
   region: 'eu-west-1',
@@ -120,6 +121,8 @@ test('with credentials, a navigation is signed and re-sent with manual redirects
   assert.equal(init.mode, 'same-origin');
   assert.equal(init.redirect, 'manual');
   assert.match(new Headers(init.headers).get('authorization'), /^AWS4-HMAC-SHA256 Credential=ASIA7\//);
+  // The page's identity assertion goes with every signed request of the worker too.
+  assert.equal(new Headers(init.headers).get('x-credbroker-assertion'), 'assertion-7');
 });
 
 test('a multipart form post is signed over its exact bytes and keeps its content-type', async () => {

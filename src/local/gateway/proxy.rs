@@ -16,9 +16,10 @@ use url::Url;
 
 use super::sigv4::strip_presign_params;
 use super::{Caller, MAX_BODY_BYTES, json_message};
+use crate::identity::extract::IDENTITY_ID_HEADER;
 
-/// The identity headers the gateway adds.
-const IDENTITY_ID_HEADER: &str = "x-credbroker-identity-id";
+// The identity headers the gateway adds: the identity id (`IDENTITY_ID_HEADER`, the one apps
+// trust, as API Gateway's request parameter mapping sets it in AWS), the provider, the subject.
 /// The Logins key (provider) header.
 const PROVIDER_HEADER: &str = "x-credbroker-provider";
 /// The token subject header.
