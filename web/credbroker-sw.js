@@ -2,9 +2,13 @@
 // request under its scope (navigations, form posts, images, scripts, fetch/XHR) with the
 // credentials the page hands it (client.enableTransparentMode()).
 //
-// - Credentials arrive by postMessage from window clients of this origin and are kept in
-//   IndexedDB, so a worker restarted by the browser still has them. They are deleted on
-//   sign-out and once expired. The sign-in page (`signinUrl`) comes from the script URL's
+// - Credentials arrive by postMessage from window clients of this origin and are kept in this
+//   worker's memory only: IndexedDB, which any page script of this origin can read, keeps who
+//   is signed in and until when, never the secret key or the session token (docs/security.md,
+//   "Secrets in the browser"). A worker the browser stopped and restarted asks the open pages
+//   that run the client for them; with none, a navigation goes to the sign-in page, which
+//   takes them from another tab or signs in again silently and sends the user on. Sign-out
+//   forgets everything. The sign-in page (`signinUrl`) comes from the script URL's
 //   `?signin=` (set by the page that registered the worker), never from a message, and is a
 //   same-origin path (return-url.js).
 // - Cross-site requests are not signed (docs/security.md, "Transparent mode and cross-site
@@ -39,8 +43,9 @@ const ASK_TIMEOUT_MS = 3_000;
 
 const clock = new SkewClock();
 const keyCache = new SigningKeyCache();
-// { credentials (null once signed out or expired), skewMs, region, service, session (who) };
-// undefined until loaded from IndexedDB, null when nothing was ever stored.
+// { credentials (null once signed out or expired, and after a restart), skewMs, region,
+// service, session (who; null once signed out), expiration }; undefined until loaded from
+// IndexedDB, null when nothing was ever stored.
 let state;
 let signer = null;
 
@@ -94,7 +99,7 @@ function sessionAnswer(current) {
 
 async function forgetCredentials() {
   const current = await load();
-  if (current) await save({ ...current, credentials: null, session: null });
+  if (current) await save({ ...current, credentials: null, session: null, expiration: null });
 }
 
 function fromMessage(message) {
@@ -121,7 +126,12 @@ async function save(next) {
   signer = null;
   keyCache.clear();
   clock.skewMs = next.skewMs;
-  await idb('readwrite', (store) => store.put(next, STATE_KEY));
+  await idb('readwrite', (store) => store.put(withoutSecrets(next), STATE_KEY));
+}
+
+/** What outlives this worker: no key, no token. */
+function withoutSecrets({ credentials, ...rest }) {
+  return { ...rest, credentials: null, expiration: credentials?.expiration ?? null };
 }
 
 async function load() {
@@ -140,8 +150,9 @@ function usable(current) {
 async function currentState() {
   const current = await load();
   if (usable(current)) return current;
-  // Never signed in, or signed out: nobody to ask.
-  if (!current?.credentials) return current;
+  // Never signed in, or signed out: nobody to ask. (After a restart only `expiration` says
+  // that there was a session.)
+  if (!(current?.credentials || current?.expiration)) return current;
   const answer = await askPages();
   if (answer?.type === 'credbroker:credentials') await save(fromMessage(answer));
   else await forgetCredentials();

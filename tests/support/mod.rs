@@ -191,7 +191,7 @@ impl LocalPoolServer {
             }],
             lifetime,
         );
-        let jwks = json!({ "keys": [key.public_jwk()] });
+        let jwks = SigningKey::jwks(&[&key]);
         let app = axum::Router::new()
             .route(
                 "/idp/jwks",

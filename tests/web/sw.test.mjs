@@ -148,11 +148,30 @@ test('an image (no-cors) request is signed too, as same-origin so Authorization 
   assert.equal(gateway.calls.at(-1).init.mode, 'same-origin');
 });
 
-test('credentials survive a worker restart (IndexedDB)', async () => {
+test('the key stays in memory: after a restart the worker takes it again from an open page', async () => {
+  await message(credentialsMessage());
+  // Page scripts of this origin can read IndexedDB: it holds no key and no token.
+  assert.doesNotMatch(JSON.stringify([...idbData.values()]), /secret-7|token-7|assertion-7/);
+  assert.ok(idbData.get('current').expiration > clock.now(), 'it knows a session is open');
   await startWorker();
+  const asked = [];
+  pages.push({
+    postMessage: (data, [port]) => {
+      asked.push(data.type);
+      port.postMessage(credentialsMessage());
+    },
+  });
   const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.deepEqual(asked, ['credbroker:need-credentials']);
   assert.equal(response.status, 200);
   assert.match(new Headers(gateway.calls.at(-1).init.headers).get('authorization'), /Credential=ASIA7\//);
+  pages.length = 0;
+  // Restarted with no page to answer: a navigation goes to the sign-in page, unsigned.
+  await startWorker();
+  const before = gateway.calls.length;
+  const nav = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+  assert.equal(nav.status, 303);
+  assert.equal(gateway.calls.length, before);
 });
 
 test('expiring credentials: open pages are asked; without an answer, sign in again', async () => {
@@ -197,7 +216,8 @@ test('messages from anything but a window of this origin are ignored', async () 
     // Not even acknowledged (a handled message is: see above).
     assert.deepEqual(await message({ type: 'credbroker:signout' }, source), []);
   }
-  assert.ok(idbData.get('current').credentials, 'still signed in');
+  const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.equal(response.status, 200, 'still signed in');
 });
 
 test('the sign-in page comes from the script URL, and only as a same-origin path', async () => {
