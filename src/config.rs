@@ -18,6 +18,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::authorizer::RoutePattern;
+use crate::issuer::Issuer;
 use crate::rules::Rule;
 use crate::tags::{self, PrincipalTagMap};
 
@@ -276,9 +277,10 @@ pub struct ProviderConfig {
     /// `developer` pool mode: principal tags (session tags) from claims, tag name → claim name.
     #[serde(default)]
     pub principal_tags: PrincipalTagMap,
-    /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
+    /// `oidc`: the issuer exactly as the provider writes `iss` (trailing `/` included when it
+    /// has one); discovery at `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
-    pub issuer: Option<Url>,
+    pub issuer: Option<Issuer>,
     /// `google`: allowed Workspace domains (`hd` claim); empty allows any account.
     #[serde(default)]
     pub hosted_domains: Vec<String>,
@@ -288,9 +290,10 @@ pub struct ProviderConfig {
     /// `microsoft`: accept every tenant (multi-tenant apps). Off unless set explicitly.
     #[serde(default)]
     pub any_tenant: bool,
-    /// `salesforce`: allowed issuers (defaults to login.salesforce.com and test.salesforce.com).
+    /// `salesforce`: allowed issuers, each exactly as `iss` writes it (defaults to
+    /// login.salesforce.com and test.salesforce.com).
     #[serde(default)]
-    pub issuers: Vec<Url>,
+    pub issuers: Vec<Issuer>,
     /// `cognito`: the user pool id, e.g. `eu-west-1_AbCdEf123`.
     #[serde(default)]
     pub user_pool_id: Option<String>,
@@ -817,7 +820,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
     }
     match provider.kind {
         ProviderKind::Oidc => match &provider.issuer {
-            Some(issuer) => validate_url(&key("issuer"), issuer),
+            Some(issuer) => validate_url(&key("issuer"), issuer.url()),
             None => Err(invalid(
                 key("issuer"),
                 "is required for kind = \"oidc\"",
@@ -827,7 +830,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
         ProviderKind::Microsoft => validate_tenants(name, provider),
         ProviderKind::Salesforce => {
             for (index, issuer) in provider.issuers.iter().enumerate() {
-                validate_url(&key(&format!("issuers[{index}]")), issuer)?;
+                validate_url(&key(&format!("issuers[{index}]")), issuer.url())?;
             }
             Ok(())
         }

@@ -6,7 +6,7 @@
 //   worker's memory only: IndexedDB, which any page script of this origin can read, keeps who
 //   is signed in and until when, never the secret key or the session token (docs/security.md,
 //   "Secrets in the browser"). A worker the browser stopped and restarted asks the open pages
-//   that run the client for them; with none, a navigation goes to the sign-in page, which
+//   outside its scope (where the client runs) for them; with none, a navigation goes to the sign-in page, which
 //   takes them from another tab or signs in again silently and sends the user on. Sign-out
 //   forgets everything. The sign-in page (`signinUrl`) comes from the script URL's
 //   `?signin=` (set by the page that registered the worker), never from a message, and is a
@@ -159,10 +159,15 @@ async function currentState() {
   return state;
 }
 
-// Pages running the library answer `need-credentials` (renewing first if due). Pages that do
-// not (server-rendered ones) stay silent, hence the timeout.
+// Pages running the library answer `need-credentials` (renewing first if due); pages that do
+// not stay silent, hence the timeout. Only pages outside the scope are asked: those under it are
+// the app's own, served through this worker (server-rendered, they never answer, and waiting for
+// them after a restart only delays the way through the sign-in page). An app page under the
+// scope that runs the client is reached that way too: the sign-in page takes the session from
+// it over BroadcastChannel.
 async function askPages() {
-  const pages = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const all = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const pages = all.filter((page) => !inScope(new URL(page.url)));
   if (pages.length === 0) return null;
   const ports = [];
   const answer = await new Promise((resolve) => {
@@ -211,7 +216,7 @@ async function handle(request) {
     },
   });
   if (response.type === 'opaqueredirect' && request.redirect !== 'manual') {
-    return problem(502, 'redirect_not_followed', 'A signed request was redirected; the service worker does not follow it with the signature.');
+    return problem(502, 'redirect_not_followed', 'A signed request was redirected; its signature does not follow.');
   }
   return response;
 }

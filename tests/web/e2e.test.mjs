@@ -180,6 +180,23 @@ async function dumpStorage() {
   return found.join('\n');
 }
 
+/**
+ * Clicks "Sign out" and waits for the whole round trip: the dev provider's logout (RP-initiated,
+ * after the worker and the other tabs were told) and the way back, so that the test's next
+ * navigation is not aborted by it.
+ */
+async function signOutAndReturn(page, base) {
+  const loggedOut = page.waitForRequest((r) => r.url().startsWith(`${base}dev-idp/logout?`));
+  const back = page.waitForEvent('framenavigated', {
+    predicate: (frame) => frame === page.mainFrame() && frame.url().startsWith(base) && !frame.url().includes('/dev-idp/'),
+  });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await loggedOut;
+  await back;
+  await page.waitForLoadState('load');
+  await page.locator('#signin').waitFor();
+}
+
 /** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
 async function navigates(page, url, action) {
   await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
@@ -502,8 +519,7 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
       await page.locator('#session').waitFor();
       await page.waitForTimeout(300);
       assert.equal(page.url(), start, `after sign-in with next=${next}`);
-      await page.getByRole('button', { name: 'Sign out' }).click();
-      await page.locator('#signin').waitFor();
+      await signOutAndReturn(page, base);
     }
     assert.deepEqual(offsite, []);
     await context.unroute(`${EVIL}**`);

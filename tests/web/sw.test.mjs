@@ -155,7 +155,10 @@ test('the key stays in memory: after a restart the worker takes it again from an
   assert.ok(idbData.get('current').expiration > clock.now(), 'it knows a session is open');
   await startWorker();
   const asked = [];
+  // An app page under the scope (server-rendered: it would never answer) is not even asked.
+  pages.push({ url: `${ORIGIN}/api/app/`, postMessage: () => assert.fail('a page under the scope was asked') });
   pages.push({
+    url: `${ORIGIN}/`,
     postMessage: (data, [port]) => {
       asked.push(data.type);
       port.postMessage(credentialsMessage());
@@ -165,19 +168,21 @@ test('the key stays in memory: after a restart the worker takes it again from an
   assert.deepEqual(asked, ['credbroker:need-credentials']);
   assert.equal(response.status, 200);
   assert.match(new Headers(gateway.calls.at(-1).init.headers).get('authorization'), /Credential=ASIA7\//);
-  pages.length = 0;
-  // Restarted with no page to answer: a navigation goes to the sign-in page, unsigned.
+  pages.splice(1);
+  // Restarted with only the app's own page open: a navigation goes to the sign-in page, unsigned.
   await startWorker();
   const before = gateway.calls.length;
   const nav = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
   assert.equal(nav.status, 303);
   assert.equal(gateway.calls.length, before);
+  pages.length = 0;
 });
 
 test('expiring credentials: open pages are asked; without an answer, sign in again', async () => {
   await message(credentialsMessage(2_000));
   const asked = [];
   pages.push({
+    url: `${ORIGIN}/`,
     postMessage: (data, [port]) => {
       asked.push(data.type);
       port.postMessage({ type: 'credbroker:no-credentials', reason: 'login_required' });
@@ -194,7 +199,7 @@ test('expiring credentials: open pages are asked; without an answer, sign in aga
 
 test('a page that answers with fresh credentials keeps requests flowing', async () => {
   await message(credentialsMessage(2_000));
-  pages.push({ postMessage: (_data, [port]) => port.postMessage(credentialsMessage()) });
+  pages.push({ url: `${ORIGIN}/`, postMessage: (_data, [port]) => port.postMessage(credentialsMessage()) });
   const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
   assert.equal(response.status, 200);
   pages.length = 0;
