@@ -13,8 +13,12 @@
 //! Answers, as API Gateway reads them:
 //! - a verified caller with at least one matching access rule: an `Allow` policy on the routes of
 //!   every matching rule, with the identity in `context`;
-//! - a verified caller no access rule admits, or whose provider `require` rule fails: an explicit
-//!   `Deny` on the whole stage (API Gateway answers 403);
+//! - a verified caller no access rule admits, whose provider `require` rule fails, or whose
+//!   access token lacks a required scope (`insufficient_scope`, RFC 6750 §3.1: a valid token
+//!   short of scope is 403, not 401): an explicit `Deny` on the whole stage (API Gateway answers
+//!   403). A Lambda authorizer can only Allow, Deny or fail `Unauthorized`, so the RFC's
+//!   `WWW-Authenticate: Bearer error="insufficient_scope"` header cannot come from here; the
+//!   `code` is in the log line;
 //! - no bearer token or a token that fails verification: [`Refusal::Unauthorized`], which the
 //!   Lambda reports as the error `Unauthorized` (API Gateway answers 401);
 //! - the provider's keys cannot be fetched: [`Refusal::Failed`] (API Gateway answers 500).
@@ -171,8 +175,13 @@ pub struct AuthorizerEvent {
 }
 
 impl AuthorizerEvent {
-    /// The token of an `Authorization: Bearer <token>` header (any case of the header name and
-    /// scheme), or of a TOKEN authorizer's `authorizationToken` in that form.
+    /// The token of the `Authorization` header (any case of the name), or of a TOKEN
+    /// authorizer's `authorizationToken`: `Bearer <token>` (any case of the scheme), or the bare
+    /// token. Both forms are what clients of the authorizers this one replaces send: API Gateway's
+    /// own JWT authorizer takes "only the token, or the token prefixed with Bearer" (API Gateway
+    /// developer guide, "Control access to HTTP APIs with JWT authorizers"), and a TOKEN
+    /// authorizer such as the Python one in the README's migration guide reads
+    /// `authorizationToken` as the JWT itself. Any other scheme (`Basic ...`) is no token.
     pub fn bearer_token(&self) -> Option<&str> {
         let header = self
             .headers
@@ -180,10 +189,16 @@ impl AuthorizerEvent {
             .flatten()
             .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
             .map(|(_, value)| value.as_str())
-            .or(self.authorization_token.as_deref())?;
-        let (scheme, token) = header.trim().split_once(' ')?;
-        let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+            .or(self.authorization_token.as_deref())?
+            .trim();
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            Some(_) => return None,
+            // `Bearer` alone is the scheme with no token.
+            None if header.eq_ignore_ascii_case("bearer") => return None,
+            None => header,
+        };
+        (!token.is_empty() && !token.contains(' ')).then_some(token)
     }
 }
 
@@ -553,6 +568,12 @@ mod tests {
             Some("a.b.c")
         );
         assert_eq!(event(json!({"Authorization": "Basic abc"})).bearer_token(), None);
+        // The bare token, as clients of API Gateway's JWT and Cognito authorizers send it.
+        assert_eq!(
+            event(json!({"Authorization": " a.b.c "})).bearer_token(),
+            Some("a.b.c")
+        );
+        assert_eq!(event(json!({"Authorization": "   "})).bearer_token(), None);
         assert_eq!(event(json!({"Authorization": "Bearer "})).bearer_token(), None);
         assert_eq!(event(json!({"Authorization": "Bearer a b"})).bearer_token(), None);
         assert_eq!(event(json!(null)).bearer_token(), None);
