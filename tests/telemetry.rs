@@ -392,6 +392,7 @@ async fn authorizer_decisions(key: &SigningKey, issuer: &Issuer) {
         let mut event = json!({
             "type": "REQUEST",
             "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/reports/7",
+            "requestContext": {},
         });
         if let Some(token) = token {
             event["headers"] = json!({ "Authorization": format!("Bearer {token}") });
