@@ -12,6 +12,7 @@ mod support;
 use credbroker::authorizer::{Authorizer, AuthorizerEvent, Refusal};
 use credbroker::config::Config;
 use credbroker::verifier::Verifier;
+use lambda_http::aws_lambda_events::iam::IamPolicyEffect;
 use serde_json::{Value, json};
 use support::{MotoServer, assert_problem, create_identity_pool, sign_in, start_broker};
 
@@ -227,13 +228,14 @@ fn event(token: &str) -> AuthorizerEvent {
         "type": "REQUEST",
         "methodArn": METHOD_ARN,
         "headers": {"Authorization": format!("Bearer {token}")},
+        "requestContext": {},
     }))
     .expect("event")
 }
 
 fn allowed_routes(answer: &credbroker::authorizer::AuthorizerResponse) -> Vec<String> {
     let statement = &answer.policy_document.statement[0];
-    assert_eq!(statement.effect, "Allow");
+    assert_eq!(statement.effect, IamPolicyEffect::Allow);
     let prefix = "arn:aws:execute-api:us-east-1:123456789012:api1/prod/";
     statement
         .resource
@@ -303,7 +305,7 @@ async fn opted_in_access_tokens_are_checked_for_client_and_scope() {
         .authorize(&verifier, &event(&alice_access))
         .await
         .unwrap();
-    assert_eq!(refused.policy_document.statement[0].effect, "Deny");
+    assert_eq!(refused.policy_document.statement[0].effect, IamPolicyEffect::Deny);
     let direct = verifier.verify_bearer(&alice_access).await.unwrap_err();
     assert_eq!(direct.code(), "insufficient_scope");
     assert_eq!(direct.status(), 403);
