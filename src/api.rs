@@ -32,6 +32,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::assets::{self, WebFiles};
 use crate::broker::{Broker, SignIn};
+use crate::config::BrowserFlow;
 use crate::error::ApiError;
 use crate::provider::ClientEndpoints;
 use crate::telemetry;
@@ -476,6 +477,13 @@ struct ClientProvider {
     name: String,
     kind: &'static str,
     client_ids: Vec<String>,
+    /// The client id the browser signs in with (one of `client_ids`).
+    client_id: String,
+    /// Scopes to request; absent: the client's default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<String>,
+    /// `code` (+ PKCE) or `id_token` (implicit).
+    flow: BrowserFlow,
     #[serde(flatten)]
     endpoints: ClientEndpoints,
 }
@@ -483,11 +491,15 @@ struct ClientProvider {
 async fn client_config(State(broker): State<Arc<Broker>>) -> Response {
     let mut providers = Vec::new();
     for provider in broker.providers() {
+        let endpoints = provider.client_endpoints().await;
         providers.push(ClientProvider {
             name: provider.name().to_string(),
             kind: provider.kind().name(),
             client_ids: provider.audiences().to_vec(),
-            endpoints: provider.client_endpoints().await,
+            client_id: provider.browser_client_id().to_string(),
+            scopes: provider.browser_scopes().to_vec(),
+            flow: provider.browser_flow(&endpoints),
+            endpoints,
         });
     }
     let body = ClientConfig {
