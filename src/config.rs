@@ -653,7 +653,7 @@ fn validate_authorizer(authorizer: &AuthorizerConfig) -> Result<(), ConfigError>
 }
 
 fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
-    let pool_id = regex::Regex::new(
+    let pool_id = regex_lite::Regex::new(
         r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
     )
     .expect("static regex");
@@ -931,7 +931,7 @@ fn validate_tenants(name: &str, provider: &ProviderConfig) -> Result<(), ConfigE
         }
         _ => {}
     }
-    let guid = regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    let guid = regex_lite::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
         .expect("static regex");
     match provider.tenants.iter().find(|t| !guid.is_match(t)) {
         Some(tenant) => Err(invalid(
@@ -945,7 +945,7 @@ fn validate_tenants(name: &str, provider: &ProviderConfig) -> Result<(), ConfigE
 
 fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
     let key = format!("providers.{name}.user_pool_id");
-    let pool = regex::Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$").expect("static regex");
+    let pool = regex_lite::Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$").expect("static regex");
     match &provider.user_pool_id {
         Some(id) if pool.is_match(id) => Ok(()),
         Some(id) => Err(invalid(
@@ -1046,8 +1046,8 @@ fn validate_cognito_extras(name: &str, provider: &ProviderConfig) -> Result<(), 
 
 fn validate_role_arn(key: &str, arn: &str) -> Result<(), ConfigError> {
     // IAM role paths and names are ASCII, at most 512 + 64 characters.
-    let role =
-        regex::Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$").expect("static regex");
+    let role = regex_lite::Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$")
+        .expect("static regex");
     if arn.len() <= 640 && role.is_match(arn) {
         Ok(())
     } else {

@@ -98,8 +98,8 @@ const LOGINS_DONT_MATCH: &str =
     "Logins don't match. Please include at least one valid login for this identity or identity pool.";
 
 /// The shape of an IAM role ARN, in any partition.
-static ROLE_ARN: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$")
+static ROLE_ARN: LazyLock<regex_lite::Regex> = LazyLock::new(|| {
+    regex_lite::Regex::new(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$")
         .expect("the role ARN pattern is a valid regex")
 });
 
