@@ -20,12 +20,13 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lambda_http::request::RequestContext;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -200,6 +201,7 @@ struct CredentialsBody {
 async fn sign_in(
     State(broker): State<Arc<Broker>>,
     Path(provider): Path<String>,
+    gateway: Option<Extension<RequestContext>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -208,7 +210,9 @@ async fn sign_in(
     let signed_in = broker
         .renew(&provider, &request.id_token, request.identity_id.as_deref())
         .await?;
-    let mut response = Json(sign_in_body(signed_in)).into_response();
+    let issuer = gateway.and_then(|Extension(context)| gateway_auth_url(&context, &provider));
+    let assertion = broker.identity_assertion(&signed_in, issuer.as_deref()).await?;
+    let mut response = Json(sign_in_body(signed_in, assertion)).into_response();
     // Credentials must never be stored by a browser or an intermediary cache.
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -326,7 +330,24 @@ fn json_error_kind(error: &serde_json::Error) -> &'static str {
     }
 }
 
-fn sign_in_body(signed_in: SignIn) -> SignInResponse {
+/// The `/auth` URL a sign-in request reached, as API Gateway reports it: `https://` +
+/// `requestContext.domainName` + `requestContext.path` up to `/signin/{provider}`. The path
+/// holds the stage (`/prod/auth/...` on the execute-api domain) or a custom domain's base path,
+/// and both come from API Gateway's routing, not from a header the caller writes.
+fn gateway_auth_url(context: &RequestContext, provider: &str) -> Option<String> {
+    let RequestContext::ApiGatewayV1(context) = context else {
+        return None;
+    };
+    let domain = context
+        .domain_name
+        .as_deref()
+        .filter(|domain| !domain.is_empty())?;
+    let path = context.path.as_deref()?;
+    let base = path.strip_suffix(&format!("/signin/{provider}"))?;
+    base.ends_with("/auth").then(|| format!("https://{domain}{base}"))
+}
+
+fn sign_in_body(signed_in: SignIn, identity_assertion: Option<String>) -> SignInResponse {
     let credentials = signed_in.credentials;
     SignInResponse {
         identity_id: signed_in.identity_id,
@@ -339,7 +360,7 @@ fn sign_in_body(signed_in: SignIn) -> SignInResponse {
             expiration: rfc3339(credentials.expiration),
         },
         claims: signed_in.claims,
-        identity_assertion: signed_in.identity_assertion,
+        identity_assertion,
         server_time: rfc3339(SystemTime::now()),
     }
 }
@@ -399,6 +420,40 @@ async fn client_config(State(broker): State<Arc<Broker>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gateway(domain: &str, path: &str) -> RequestContext {
+        let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+        context.domain_name = Some(domain.into());
+        context.path = Some(path.into());
+        RequestContext::ApiGatewayV1(context)
+    }
+
+    #[test]
+    fn the_issuer_is_the_auth_url_the_gateway_routed_the_sign_in_to() {
+        let execute_api = gateway(
+            "abc123.execute-api.eu-west-1.amazonaws.com",
+            "/prod/auth/signin/google",
+        );
+        assert_eq!(
+            gateway_auth_url(&execute_api, "google").as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod/auth")
+        );
+        let custom = gateway("api.example.com", "/auth/signin/entra");
+        assert_eq!(
+            gateway_auth_url(&custom, "entra").as_deref(),
+            Some("https://api.example.com/auth")
+        );
+        // A path that is not this route's, an empty domain: no issuer, never a guess.
+        assert_eq!(gateway_auth_url(&custom, "google"), None);
+        assert_eq!(
+            gateway_auth_url(&gateway("", "/auth/signin/entra"), "entra"),
+            None
+        );
+        assert_eq!(
+            gateway_auth_url(&gateway("a.example", "/x/signin/entra"), "entra"),
+            None
+        );
+    }
 
     fn json_headers(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
