@@ -11,12 +11,14 @@
 //! how to fix it.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
 use crate::authorizer::RoutePattern;
+use crate::issuer::Issuer;
 use crate::rules::Rule;
 use crate::tags::{self, PrincipalTagMap};
 
@@ -320,9 +322,10 @@ pub struct ProviderConfig {
     /// `developer` pool mode: principal tags (session tags) from claims, tag name → claim name.
     #[serde(default)]
     pub principal_tags: PrincipalTagMap,
-    /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
+    /// `oidc`: the issuer exactly as the provider writes `iss` (trailing `/` included when it
+    /// has one); discovery at `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
-    pub issuer: Option<Url>,
+    pub issuer: Option<Issuer>,
     /// `google`: allowed Workspace domains (`hd` claim); empty allows any account.
     #[serde(default)]
     pub hosted_domains: Vec<String>,
@@ -332,9 +335,10 @@ pub struct ProviderConfig {
     /// `microsoft`: accept every tenant (multi-tenant apps). Off unless set explicitly.
     #[serde(default)]
     pub any_tenant: bool,
-    /// `salesforce`: allowed issuers (defaults to login.salesforce.com and test.salesforce.com).
+    /// `salesforce`: allowed issuers, each exactly as `iss` writes it (defaults to
+    /// login.salesforce.com and test.salesforce.com).
     #[serde(default)]
-    pub issuers: Vec<Url>,
+    pub issuers: Vec<Issuer>,
     /// `cognito`: the user pool id, e.g. `eu-west-1_AbCdEf123`.
     #[serde(default)]
     pub user_pool_id: Option<String>,
@@ -438,6 +442,27 @@ fn drop_nulls(value: &mut serde_json::Value) {
     }
 }
 
+/// A numeric setting must lie in `range`; the error names the value, the range and, when
+/// `why` is not empty, what a value outside it would do.
+fn within<T>(key: &str, value: T, range: RangeInclusive<T>, why: &str, fix: &str) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
+    };
+    Err(invalid(
+        key,
+        format!("{value} is outside {}..={}{why}", range.start(), range.end()),
+        fix,
+    ))
+}
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -519,13 +544,13 @@ impl Config {
         for (index, origin) in self.allowed_origins.iter().enumerate() {
             validate_origin(&format!("allowed_origins[{index}]"), origin)?;
         }
-        if self.limits.max_token_bytes < 512 || self.limits.max_token_bytes > 1024 * 1024 {
-            return Err(invalid(
-                "limits.max_token_bytes",
-                format!("{} is outside 512..=1048576", self.limits.max_token_bytes),
-                "use a value such as 16384",
-            ));
-        }
+        within(
+            "limits.max_token_bytes",
+            self.limits.max_token_bytes,
+            512..=1024 * 1024,
+            "",
+            "use a value such as 16384",
+        )?;
         if self.limits.max_body_bytes < self.limits.max_token_bytes + 64 {
             return Err(invalid(
                 "limits.max_body_bytes",
@@ -533,26 +558,27 @@ impl Config {
                 "make it at least max_token_bytes + 64",
             ));
         }
-        if self.limits.leeway_seconds > MAX_LEEWAY_SECONDS {
-            return Err(invalid(
-                "limits.leeway_seconds",
-                format!(
-                    "{} is over {MAX_LEEWAY_SECONDS}: expired tokens would stay usable for that long",
-                    self.limits.leeway_seconds
-                ),
-                "use 60 (fix the server's clock rather than widening the leeway)",
-            ));
-        }
-        if self.jwks.cooldown_seconds == 0 || self.jwks.cooldown_seconds > 3600 {
-            return Err(invalid(
-                "jwks.cooldown_seconds",
-                "must be 1..=3600: 0 would let every token with an unknown kid make a key fetch",
-                "use 60",
-            ));
-        }
-        if self.jwks.timeout_seconds == 0 || self.jwks.timeout_seconds > 30 {
-            return Err(invalid("jwks.timeout_seconds", "must be 1..=30", "use 5"));
-        }
+        within(
+            "limits.leeway_seconds",
+            self.limits.leeway_seconds,
+            0..=MAX_LEEWAY_SECONDS,
+            "expired tokens would stay usable for that long",
+            "use 60 (fix the server's clock rather than widening the leeway)",
+        )?;
+        within(
+            "jwks.cooldown_seconds",
+            self.jwks.cooldown_seconds,
+            1..=3600,
+            "0 would let every token with an unknown kid make a key fetch",
+            "use 60",
+        )?;
+        within(
+            "jwks.timeout_seconds",
+            self.jwks.timeout_seconds,
+            1..=30,
+            "",
+            "use 5",
+        )?;
         if self.jwks.min_max_age_seconds > self.jwks.max_max_age_seconds {
             return Err(invalid(
                 "jwks.min_max_age_seconds",
@@ -723,16 +749,20 @@ fn validate_pool(pool: &IdentityPoolConfig) -> Result<(), ConfigError> {
     if let Some(endpoint) = &pool.endpoint {
         validate_url("identity_pool.endpoint", endpoint)?;
     }
-    if pool.max_attempts == 0 || pool.max_attempts > 10 {
-        return Err(invalid("identity_pool.max_attempts", "must be 1..=10", "use 3"));
-    }
-    if pool.attempt_timeout_seconds == 0 || pool.attempt_timeout_seconds > 30 {
-        return Err(invalid(
-            "identity_pool.attempt_timeout_seconds",
-            "must be 1..=30",
-            "use 3",
-        ));
-    }
+    within(
+        "identity_pool.max_attempts",
+        pool.max_attempts,
+        1..=10,
+        "",
+        "use 3",
+    )?;
+    within(
+        "identity_pool.attempt_timeout_seconds",
+        pool.attempt_timeout_seconds,
+        1..=30,
+        "",
+        "use 3",
+    )?;
     validate_developer_provider_name(pool)
 }
 
@@ -889,7 +919,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
     }
     match provider.kind {
         ProviderKind::Oidc => match &provider.issuer {
-            Some(issuer) => validate_url(&key("issuer"), issuer),
+            Some(issuer) => validate_url(&key("issuer"), issuer.url()),
             None => Err(invalid(
                 key("issuer"),
                 "is required for kind = \"oidc\"",
@@ -899,7 +929,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
         ProviderKind::Microsoft => validate_tenants(name, provider),
         ProviderKind::Salesforce => {
             for (index, issuer) in provider.issuers.iter().enumerate() {
-                validate_url(&key(&format!("issuers[{index}]")), issuer)?;
+                validate_url(&key(&format!("issuers[{index}]")), issuer.url())?;
             }
             Ok(())
         }
@@ -1202,7 +1232,9 @@ mod tests {
     fn settings_that_switch_protections_off_are_bounded() {
         let cooldown = error_for("[jwks]\ncooldown_seconds = 0\n");
         assert!(
-            cooldown.contains("`jwks.cooldown_seconds`") && cooldown.contains("fix:"),
+            cooldown.contains("`jwks.cooldown_seconds`")
+                && cooldown.contains("0 is outside 1..=3600")
+                && cooldown.contains("fix:"),
             "{cooldown}"
         );
         let leeway = error_for("[limits]\nleeway_seconds = 301\n");

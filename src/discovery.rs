@@ -13,16 +13,14 @@ use url::Url;
 
 use crate::config::is_acceptable_url;
 use crate::fetch::{FetchGate, fetch_document, lock};
+use crate::issuer::Issuer;
 use crate::jwks::{JwksPolicy, KeyError};
 use crate::untrusted::quote_untrusted;
-
-/// The path of the metadata document under the issuer (Discovery §4).
-const WELL_KNOWN_PATH: &str = "/.well-known/openid-configuration";
 
 /// The parts of a provider's metadata credbroker uses.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProviderMetadata {
-    /// `issuer`; equal to the URL discovery was made for (Discovery §4.3).
+    /// `issuer`; identical to the issuer discovery was made for (Discovery §4.3).
     pub issuer: String,
     /// `jwks_uri`.
     pub jwks_uri: Url,
@@ -41,7 +39,7 @@ pub struct ProviderMetadata {
 #[derive(Debug)]
 pub struct MetadataCache {
     client: reqwest::Client,
-    issuer: Url,
+    issuer: Issuer,
     policy: JwksPolicy,
     state: Mutex<MetadataState>,
     gate: FetchGate,
@@ -74,7 +72,7 @@ impl MetadataState {
 
 impl MetadataCache {
     /// A cache for `issuer`'s `/.well-known/openid-configuration`.
-    pub fn new(client: reqwest::Client, issuer: Url, policy: JwksPolicy) -> MetadataCache {
+    pub fn new(client: reqwest::Client, issuer: Issuer, policy: JwksPolicy) -> MetadataCache {
         MetadataCache {
             client,
             issuer,
@@ -103,19 +101,18 @@ impl MetadataCache {
     }
 
     async fn fetch(&self, started: Instant) {
-        let outcome = match self.document_url() {
-            Ok(url) => match fetch_document(
-                &self.client,
-                &url,
-                self.policy.timeout,
-                self.policy.max_document_bytes,
-            )
-            .await
-            {
-                Ok(document) => parse_metadata(&document.body, &self.issuer)
-                    .map_err(|problem| format!("{url}: {problem}")),
-                Err(reason) => Err(reason),
-            },
+        let url = self.issuer.discovery_url();
+        let outcome = match fetch_document(
+            &self.client,
+            &url,
+            self.policy.timeout,
+            self.policy.max_document_bytes,
+        )
+        .await
+        {
+            Ok(document) => {
+                parse_metadata(&document.body, &self.issuer).map_err(|problem| format!("{url}: {problem}"))
+            }
             Err(reason) => Err(reason),
         };
         let mut state = lock(&self.state);
@@ -127,36 +124,23 @@ impl MetadataCache {
             }
         }
     }
-
-    /// `{issuer without trailing slash}/.well-known/openid-configuration` (Discovery §4.1).
-    fn document_url(&self) -> Result<Url, String> {
-        let base = self.issuer.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}{WELL_KNOWN_PATH}"))
-            .map_err(|e| format!("cannot build the discovery URL for {}: {e}", self.issuer))
-    }
-}
-
-/// The forms the configured issuer may take in a document: `Url` adds a `/` to an empty path,
-/// and issuers such as `https://accounts.google.com` are written without it.
-fn issuer_matches(configured: &Url, found: &str) -> bool {
-    let configured = configured.as_str();
-    found == configured || (found.len() + 1 == configured.len() && format!("{found}/") == configured)
 }
 
 /// Reads and checks a metadata document.
-fn parse_metadata(body: &[u8], issuer: &Url) -> Result<ProviderMetadata, String> {
+fn parse_metadata(body: &[u8], issuer: &Issuer) -> Result<ProviderMetadata, String> {
     let document: Value =
         serde_json::from_slice(body).map_err(|e| format!("the metadata is not JSON: {e}"))?;
     let Value::Object(members) = document else {
         return Err("the metadata is not a JSON object".into());
     };
     // Discovery §4.3: the issuer in the document MUST be identical to the one discovery was
-    // made for; otherwise another tenant's or host's keys could be substituted.
+    // made for (exactly, trailing `/` included); otherwise another tenant's or host's keys could
+    // be substituted.
     let found = members
         .get("issuer")
         .and_then(Value::as_str)
         .ok_or("the metadata has no `issuer`")?;
-    if !issuer_matches(issuer, found) {
+    if !issuer.is(found) {
         return Err(format!(
             "the metadata names issuer `{}`, expected `{issuer}`",
             quote_untrusted(found)
@@ -204,8 +188,15 @@ mod tests {
     use super::*;
     use crate::fetch::test_idp::{Reply, TestIdp, test_policy};
 
-    fn metadata_cache(issuer: &Url) -> MetadataCache {
+    fn metadata_cache(issuer: &Issuer) -> MetadataCache {
         MetadataCache::new(reqwest::Client::new(), issuer.clone(), test_policy())
+    }
+
+    /// The test IdP's URL for `path`, written as `text` (the IdP's origin and `path` as given,
+    /// not normalised by `Url`).
+    fn issuer_at(idp: &TestIdp, path: &str) -> Issuer {
+        let origin = idp.url("/").origin().ascii_serialization();
+        Issuer::parse(&format!("{origin}{path}")).unwrap()
     }
 
     fn document(issuer: &str, jwks_uri: &str) -> Reply {
@@ -221,12 +212,12 @@ mod tests {
         )
     }
 
-    /// A test IdP whose document names it as issuer: `http://127.0.0.1:PORT` + `path`.
-    async fn idp_serving_itself(path: &str) -> (TestIdp, Url) {
+    /// A test IdP whose document names it as issuer: `http://127.0.0.1:PORT` + `path`, exactly.
+    async fn idp_serving_itself(path: &str) -> (TestIdp, Issuer) {
         let idp = TestIdp::start(Reply::Status(500)).await;
-        let issuer = idp.url(path);
-        let name = issuer.as_str().trim_end_matches('/').to_string();
-        idp.set(document(&name, &format!("{name}/jwks")));
+        let issuer = issuer_at(&idp, path);
+        let base = issuer.as_str().trim_end_matches('/');
+        idp.set(document(issuer.as_str(), &format!("{base}/jwks")));
         (idp, issuer)
     }
 
@@ -239,16 +230,12 @@ mod tests {
 
     #[tokio::test]
     async fn metadata_is_fetched_once_and_kept() {
-        let (idp, issuer) = idp_serving_itself("/").await;
+        let (idp, issuer) = idp_serving_itself("").await;
         let cache = metadata_cache(&issuer);
         let metadata = cache.get().await.unwrap();
-        // The document writes the issuer without the slash `Url` adds to an empty path.
-        assert_eq!(metadata.issuer, issuer.as_str().trim_end_matches('/'));
-        assert_eq!(metadata.jwks_uri, issuer.join("jwks").unwrap());
-        assert_eq!(
-            metadata.authorization_endpoint,
-            Some(issuer.join("authorize").unwrap())
-        );
+        assert_eq!(metadata.issuer, issuer.as_str());
+        assert_eq!(metadata.jwks_uri, idp.url("/jwks"));
+        assert_eq!(metadata.authorization_endpoint, Some(idp.url("/authorize")));
         assert_eq!(
             metadata.token_endpoint, None,
             "plain http off loopback is dropped"
@@ -270,17 +257,30 @@ mod tests {
         assert_eq!(idp.paths(), vec!["/tenant/v2.0/.well-known/openid-configuration"]);
     }
 
+    /// Auth0 writes its issuer with a trailing `/`: discovery drops it before the well-known
+    /// path (§4.1) and the document must name the issuer with it (§4.3).
+    #[tokio::test]
+    async fn an_issuer_with_a_trailing_slash_is_discovered_and_matched_as_written() {
+        let (idp, issuer) = idp_serving_itself("/").await;
+        assert!(issuer.as_str().ends_with('/'));
+        let cache = metadata_cache(&issuer);
+        assert_eq!(cache.get().await.unwrap().issuer, issuer.as_str());
+        assert_eq!(idp.paths(), vec!["/.well-known/openid-configuration"]);
+    }
+
     #[tokio::test]
     async fn the_document_must_name_the_configured_issuer() {
         let idp = TestIdp::start(Reply::Status(500)).await;
-        let issuer = idp.url("/");
-        for found in [
-            "https://evil.example".to_string(),
-            format!("{issuer}other"),
-            format!("{issuer}/"),
-            issuer.as_str().to_uppercase(),
+        for (configured, found) in [
+            ("", "https://evil.example".to_string()),
+            ("", format!("{}other", idp.url("/"))),
+            // The slash is part of the issuer: either way round, the document names another.
+            ("", idp.url("/").to_string()),
+            ("/", idp.url("/").as_str().trim_end_matches('/').to_string()),
+            ("", idp.url("/").as_str().trim_end_matches('/').to_uppercase()),
         ] {
-            idp.set(document(&found, &format!("{issuer}jwks")));
+            let issuer = issuer_at(&idp, configured);
+            idp.set(document(&found, idp.url("/jwks").as_str()));
             let cache = metadata_cache(&issuer);
             let reason = unavailable(cache.get().await);
             assert!(reason.contains("expected"), "{found}: {reason}");
@@ -290,8 +290,8 @@ mod tests {
     #[tokio::test]
     async fn jwks_uri_is_required_and_must_be_acceptable() {
         let idp = TestIdp::start(Reply::Status(500)).await;
-        let issuer = idp.url("/");
-        let name = issuer.as_str().trim_end_matches('/');
+        let issuer = issuer_at(&idp, "");
+        let name = issuer.as_str();
         for (jwks_uri, problem) in [
             (json!(null), "no `jwks_uri`"),
             (json!("http://keys.example.com/jwks"), "not an https"),
@@ -311,14 +311,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_is_not_retried_before_the_cooldown() {
-        let (idp, issuer) = idp_serving_itself("/").await;
+        let (idp, issuer) = idp_serving_itself("").await;
         idp.set(Reply::Status(503));
         let cache = metadata_cache(&issuer);
         let t0 = Instant::now();
         assert!(unavailable(cache.get_at(t0).await).contains("HTTP 503"));
         assert!(unavailable(cache.get_at(t0 + Duration::from_secs(59)).await).contains("HTTP 503"));
         assert_eq!(idp.hits(), 1);
-        let name = issuer.as_str().trim_end_matches('/');
+        let name = issuer.as_str();
         idp.set(document(name, &format!("{name}/jwks")));
         assert!(cache.get_at(t0 + Duration::from_secs(60)).await.is_ok());
         assert_eq!(idp.hits(), 2);
@@ -326,7 +326,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_gets_share_one_fetch() {
-        let (idp, issuer) = idp_serving_itself("/").await;
+        let (idp, issuer) = idp_serving_itself("").await;
         let cache = Arc::new(metadata_cache(&issuer));
         let gets: Vec<_> = (0..100)
             .map(|_| {
@@ -347,7 +347,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             ..test_policy()
         };
-        let cache = MetadataCache::new(reqwest::Client::new(), idp.url("/"), policy);
+        let cache = MetadataCache::new(reqwest::Client::new(), issuer_at(&idp, ""), policy);
         assert!(unavailable(cache.get().await).contains("timed out"));
     }
 }

@@ -245,14 +245,12 @@ impl JwksCache {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::fetch::test_idp::{Reply, TestIdp, test_policy};
     use crate::local::signing_key::SigningKey;
 
     fn jwks(keys: &[&SigningKey]) -> String {
-        json!({"keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>()}).to_string()
+        SigningKey::jwks(keys).to_string()
     }
 
     #[test]

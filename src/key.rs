@@ -466,7 +466,7 @@ mod tests {
     use crate::local::signing_key::SigningKey;
 
     fn jwks(keys: &[&SigningKey]) -> String {
-        json!({"keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>()}).to_string()
+        SigningKey::jwks(keys).to_string()
     }
 
     fn from_jwk_error(jwk: Value) -> String {

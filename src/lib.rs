@@ -12,6 +12,8 @@
 //!
 //! - [`config`]: the one typed [`config::Config`], parsed and validated once at start-up.
 //! - [`provider`]: provider kinds and what each one means for issuer, audience and Logins key.
+//! - [`issuer`]: issuer identifiers kept exactly as written (`iss` = discovery `issuer` =
+//!   configured value) and their Cognito `Logins` key.
 //! - [`discovery`]: OpenID discovery documents (`/.well-known/openid-configuration`).
 //! - [`key`]: algorithms and key material: the accepted `alg`s, public keys from JWKs, key sets
 //!   and which key a token's `kid`/`alg` selects.
@@ -49,6 +51,7 @@ pub mod discovery;
 pub mod error;
 pub(crate) mod fetch;
 pub mod identity;
+pub mod issuer;
 pub mod jwks;
 pub mod key;
 pub mod local;

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::config::{Limits, ProviderConfig, ProviderKind, RoleRule};
 use crate::discovery::{MetadataCache, ProviderMetadata};
+use crate::issuer::{Issuer, logins_key_of};
 use crate::jwks::{JwksCache, JwksPolicy};
 use crate::key::{Algorithm, VerifyingKey};
 use crate::rules::Rule;
@@ -187,7 +188,7 @@ impl Provider {
     /// The dev provider of `credbroker dev`: an OpenID issuer (plain http on loopback) found through
     /// discovery, accepting `client_id`. Only the dev stack calls this.
     pub(crate) fn dev(
-        issuer: Url,
+        issuer: Issuer,
         client_id: &str,
         limits: &Limits,
         http: reqwest::Client,
@@ -197,7 +198,7 @@ impl Provider {
             name: "dev".to_string(),
             kind: Kind::Dev,
             audiences: vec![client_id.to_string()],
-            issuers: IssuerPolicy::OneOf(vec![issuer_string(&issuer)]),
+            issuers: IssuerPolicy::OneOf(vec![issuer.to_string()]),
             keys: KeySource::Discovered(OnceCell::new()),
             require: Vec::new(),
             role_arn: None,
@@ -385,11 +386,10 @@ impl Provider {
         }
     }
 
-    /// Every issuer this provider accepts, with its key cache: what a local identity pool needs
-    /// to verify the same tokens again (the dev stack). Issuers whose keys cannot be located
-    /// right now (discovery down) are left out with a warning; an Entra provider with
-    /// `any_tenant` has no issuer list to give.
-    pub(crate) async fn issuer_keys(&self) -> Vec<(Url, Arc<JwksCache>)> {
+    /// Every issuer this provider accepts: what a local identity pool trusts to verify the same
+    /// tokens again (the dev stack), locating their keys through [`Self::keys_of`] when a token
+    /// arrives. An Entra provider with `any_tenant` has no issuer list to give.
+    pub(crate) fn accepted_issuers(&self) -> Vec<Issuer> {
         let issuers: Vec<String> = match &self.issuers {
             // Google's scheme-less issuer form is the same provider as its https form.
             IssuerPolicy::OneOf(issuers) => issuers.iter().filter(|i| i.contains("://")).cloned().collect(),
@@ -401,15 +401,17 @@ impl Provider {
                 .collect(),
             IssuerPolicy::Microsoft { tenants: None } => Vec::new(),
         };
-        let mut found = Vec::new();
-        for issuer in issuers {
-            match (Url::parse(&issuer), self.cache_for(&issuer).await) {
-                (Ok(url), Ok(cache)) => found.push((url, cache)),
-                (_, Err(error)) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
-                (Err(error), _) => tracing::warn!(provider = %self.name, %issuer, %error, "issuer left out"),
-            }
-        }
-        found
+        issuers
+            .iter()
+            .filter_map(|issuer| Issuer::parse(issuer).ok())
+            .collect()
+    }
+
+    /// The key cache of one of [`Self::accepted_issuers`] (only those: per-issuer caches are
+    /// bounded by that list), located now, discovery included, so an issuer that was down a
+    /// moment ago is found as soon as it is up.
+    pub(crate) async fn keys_of(&self, issuer: &Issuer) -> Result<Arc<JwksCache>, TokenError> {
+        self.cache_for(issuer.as_str()).await
     }
 
     /// OIDC Core §3.1.3.7 step 2: the issuer must be exactly the provider's.
@@ -531,19 +533,14 @@ impl Provider {
         }
     }
 
-    /// The Logins key: Google's fixed name, otherwise the issuer without its scheme (how Cognito
-    /// names an IAM OIDC provider).
+    /// The Logins key: Google's fixed name, otherwise the issuer without its scheme and trailing
+    /// `/` (how Cognito names an IAM OIDC provider; see [`Issuer::logins_key`]).
     fn logins_key(&self, issuer: &str) -> String {
         match self.kind {
             Kind::Configured(ProviderKind::Google) => GOOGLE_LOGINS_KEY.to_string(),
             _ => logins_key_of(issuer),
         }
     }
-}
-
-/// An issuer URL as it appears in `iss`: without the trailing slash `Url` adds to a bare host.
-pub fn issuer_string(issuer: &Url) -> String {
-    issuer.as_str().trim_end_matches('/').to_string()
 }
 
 /// `https://DOMAIN` for a configured hosted UI domain, written bare (`auth.example.com`) or as an
@@ -557,21 +554,12 @@ pub fn hosted_ui_origin(domain: &str) -> String {
     origin.trim_end_matches('/').to_string()
 }
 
-/// The Logins key for an OpenID issuer: the issuer without `https://` (or `http://`).
-pub fn logins_key_of(issuer: &str) -> String {
-    issuer
-        .strip_prefix("https://")
-        .or_else(|| issuer.strip_prefix("http://"))
-        .unwrap_or(issuer)
-        .to_string()
-}
-
 /// The issuer policy, key source and discovery issuer (if any) for a configured kind.
 fn kind_parts(
     config: &ProviderConfig,
     http: &reqwest::Client,
     policy: &JwksPolicy,
-) -> (IssuerPolicy, KeySource, Option<Url>) {
+) -> (IssuerPolicy, KeySource, Option<Issuer>) {
     let cache = |url: Url| KeySource::Fixed(Arc::new(JwksCache::new(http.clone(), url, policy.clone())));
     // `jwks_uri` in the config wins over where the kind keeps its keys.
     let keys_or = |default: KeySource| config.jwks_uri.clone().map(cache).unwrap_or(default);
@@ -599,7 +587,7 @@ fn kind_parts(
             let issuers = if config.issuers.is_empty() {
                 SALESFORCE_ISSUERS.map(String::from).to_vec()
             } else {
-                config.issuers.iter().map(issuer_string).collect()
+                config.issuers.iter().map(Issuer::to_string).collect()
             };
             (IssuerPolicy::OneOf(issuers), per_issuer("/id/keys"), None)
         }
@@ -607,7 +595,7 @@ fn kind_parts(
             let pool = config.user_pool_id.as_deref().unwrap_or_default();
             let region = pool.split('_').next().unwrap_or_default();
             let issuer = format!("https://cognito-idp.{region}.amazonaws.com/{pool}");
-            let discovery = Url::parse(&issuer).ok();
+            let discovery = Issuer::parse(&issuer).ok();
             (
                 IssuerPolicy::OneOf(vec![issuer]),
                 per_issuer("/.well-known/jwks.json"),
@@ -620,11 +608,7 @@ fn kind_parts(
                 .clone()
                 .expect("validated: oidc providers have an issuer");
             let keys = keys_or(KeySource::Discovered(OnceCell::new()));
-            (
-                IssuerPolicy::OneOf(vec![issuer_string(&issuer)]),
-                keys,
-                Some(issuer),
-            )
+            (IssuerPolicy::OneOf(vec![issuer.to_string()]), keys, Some(issuer))
         }
     }
 }
@@ -775,22 +759,6 @@ mod tests {
         let mut own = claims(json!({"sub": sub, "organization_id": "kept"}));
         add_derived_claims(Kind::Configured(ProviderKind::Salesforce), &mut own);
         assert_eq!(own["organization_id"], "kept");
-    }
-
-    #[test]
-    fn logins_keys_drop_the_scheme() {
-        assert_eq!(
-            logins_key_of("https://login.salesforce.com"),
-            "login.salesforce.com"
-        );
-        assert_eq!(
-            logins_key_of("http://127.0.0.1:8787/dev-idp"),
-            "127.0.0.1:8787/dev-idp"
-        );
-        assert_eq!(
-            issuer_string(&Url::parse("https://idp.example.com").unwrap()),
-            "https://idp.example.com"
-        );
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl Verifier {
         self.providers.values().map(Arc::as_ref)
     }
 
+    /// The providers, shared (for the dev stack's local pool, which looks keys up through them).
+    pub(crate) fn shared_providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.values()
+    }
+
     /// Verifies a sign-in's ID token for the provider named in its URL, rules included.
     pub async fn verify_sign_in(
         &self,

@@ -101,7 +101,7 @@ impl Fixtures {
         let sibling = SigningKey::generate(Algorithm::RS256, "rsa-2");
         let issuer = Issuer::start(&[&rsa, &sibling]).await;
         let attacker = SigningKey::generate(Algorithm::ES256, "attacker");
-        let tripwire = Tripwire::serving(json!({ "keys": [attacker.public_jwk()] })).await;
+        let tripwire = Tripwire::serving(SigningKey::jwks(&[&attacker])).await;
         Fixtures {
             issuer,
             rsa,

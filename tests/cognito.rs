@@ -329,21 +329,12 @@ async fn auth_config_gives_the_hosted_ui_endpoints_without_discovery() {
     ))
     .expect("config");
     let broker = start_broker(&config).await;
-    let answer: Value = reqwest::get(format!("{broker}/auth/config"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     // The issuer is AWS's real one, which this machine cannot reach: the endpoints come from
     // the configured domain alone.
-    let provider = answer["providers"]
-        .as_array()
-        .and_then(|providers| providers.iter().find(|p| p["name"] == "pool"))
-        .expect("the pool provider is listed");
+    let provider = support::client_config_of(&broker, "pool").await;
     assert_eq!(
         provider["authorizationEndpoint"], "https://myapp.auth.us-east-1.amazoncognito.com/oauth2/authorize",
-        "{answer}"
+        "{provider}"
     );
     assert_eq!(
         provider["tokenEndpoint"],

@@ -13,6 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use credbroker::cli::{SigningCredentials, sign_request};
+use credbroker::key::Algorithm;
+use credbroker::local::signing_key::SigningKey;
 use credbroker::local::{DevOptions, DevStack};
 use serde_json::{Value, json};
 use url::Url;
@@ -661,4 +663,51 @@ async fn upstream_apps_get_the_assertion_next_to_the_identity_id_the_gateway_ver
     assert_eq!(seen["assertion"], assertion);
     let (_, claims, _, _) = jws_parts(assertion);
     assert_eq!(claims["sub"], seen["identityId"]);
+}
+
+/// Two `--config` providers sharing one issuer (different audiences), which is down when the
+/// stack starts: sign-ins fail while it is down and work through both providers, at the broker
+/// and at the local pool, once it is up — no restart. A real pool holds one IAM OIDC provider
+/// per issuer with every client id, so both audiences must pass there too.
+#[tokio::test]
+async fn a_configured_provider_down_at_start_works_once_up_and_shared_issuers_keep_both_audiences() {
+    let port = support::free_port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
+    let config = credbroker::config::Config::from_toml(&format!(
+        r#"
+[jwks]
+cooldown_seconds = 1
+[providers.corp]
+kind = "oidc"
+issuer = "{issuer_url}"
+audiences = ["corp-app"]
+[providers.corp-mobile]
+kind = "oidc"
+issuer = "{issuer_url}"
+audiences = ["corp-mobile-app"]
+"#
+    ))
+    .expect("test config is valid");
+    let stack = Stack::start_with(DevOptions {
+        config: Some(config),
+        ..DevOptions::default()
+    })
+    .await;
+    let key = SigningKey::generate(Algorithm::ES256, "k1");
+    let token_for = |aud: &str| {
+        let now = support::unix_now();
+        key.sign_jwt(&json!({
+            "iss": issuer_url, "sub": "ann", "aud": aud, "iat": now, "exp": now + 600,
+        }))
+    };
+    let (status, body) = stack.sign_in_with("corp", &token_for("corp-app")).await;
+    assert_eq!(body["code"], "jwks_unavailable", "{status} {body}");
+
+    let _issuer = support::Issuer::start_at(port, &[&key]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (provider, audience) in [("corp", "corp-app"), ("corp-mobile", "corp-mobile-app")] {
+        let (status, body) = stack.sign_in_with(provider, &token_for(audience)).await;
+        assert_eq!(status, StatusCode::OK, "{provider}: {body}");
+        assert!(body["identityId"].is_string(), "{provider}: {body}");
+    }
 }

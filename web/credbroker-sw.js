@@ -2,9 +2,13 @@
 // request under its scope (navigations, form posts, images, scripts, fetch/XHR) with the
 // credentials the page hands it (client.enableTransparentMode()).
 //
-// - Credentials arrive by postMessage from window clients of this origin and are kept in
-//   IndexedDB, so a worker restarted by the browser still has them. They are deleted on
-//   sign-out and once expired. The sign-in page (`signinUrl`) comes from the script URL's
+// - Credentials arrive by postMessage from window clients of this origin and are kept in this
+//   worker's memory only: IndexedDB, which any page script of this origin can read, keeps who
+//   is signed in and until when, never the secret key or the session token (docs/security.md,
+//   "Secrets in the browser"). A worker the browser stopped and restarted asks the open pages
+//   outside its scope (where the client runs) for them; with none, a navigation goes to the sign-in page, which
+//   takes them from another tab or signs in again silently and sends the user on. Sign-out
+//   forgets everything. The sign-in page (`signinUrl`) comes from the script URL's
 //   `?signin=` (set by the page that registered the worker), never from a message, and is a
 //   same-origin path (return-url.js).
 // - Cross-site requests are not signed (docs/security.md, "Transparent mode and cross-site
@@ -39,8 +43,9 @@ const ASK_TIMEOUT_MS = 3_000;
 
 const clock = new SkewClock();
 const keyCache = new SigningKeyCache();
-// { credentials (null once signed out or expired), skewMs, region, service, session (who) };
-// undefined until loaded from IndexedDB, null when nothing was ever stored.
+// { credentials (null once signed out or expired, and after a restart), skewMs, region,
+// service, session (who; null once signed out), expiration }; undefined until loaded from
+// IndexedDB, null when nothing was ever stored.
 let state;
 let signer = null;
 
@@ -94,7 +99,7 @@ function sessionAnswer(current) {
 
 async function forgetCredentials() {
   const current = await load();
-  if (current) await save({ ...current, credentials: null, session: null });
+  if (current) await save({ ...current, credentials: null, session: null, expiration: null });
 }
 
 function fromMessage(message) {
@@ -121,7 +126,12 @@ async function save(next) {
   signer = null;
   keyCache.clear();
   clock.skewMs = next.skewMs;
-  await idb('readwrite', (store) => store.put(next, STATE_KEY));
+  await idb('readwrite', (store) => store.put(withoutSecrets(next), STATE_KEY));
+}
+
+/** What outlives this worker: no key, no token. */
+function withoutSecrets({ credentials, ...rest }) {
+  return { ...rest, credentials: null, expiration: credentials?.expiration ?? null };
 }
 
 async function load() {
@@ -140,18 +150,24 @@ function usable(current) {
 async function currentState() {
   const current = await load();
   if (usable(current)) return current;
-  // Never signed in, or signed out: nobody to ask.
-  if (!current?.credentials) return current;
+  // Never signed in, or signed out: nobody to ask. (After a restart only `expiration` says
+  // that there was a session.)
+  if (!(current?.credentials || current?.expiration)) return current;
   const answer = await askPages();
   if (answer?.type === 'credbroker:credentials') await save(fromMessage(answer));
   else await forgetCredentials();
   return state;
 }
 
-// Pages running the library answer `need-credentials` (renewing first if due). Pages that do
-// not (server-rendered ones) stay silent, hence the timeout.
+// Pages running the library answer `need-credentials` (renewing first if due); pages that do
+// not stay silent, hence the timeout. Only pages outside the scope are asked: those under it are
+// the app's own, served through this worker (server-rendered, they never answer, and waiting for
+// them after a restart only delays the way through the sign-in page). An app page under the
+// scope that runs the client is reached that way too: the sign-in page takes the session from
+// it over BroadcastChannel.
 async function askPages() {
-  const pages = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const all = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const pages = all.filter((page) => !inScope(new URL(page.url)));
   if (pages.length === 0) return null;
   const ports = [];
   const answer = await new Promise((resolve) => {
@@ -200,7 +216,7 @@ async function handle(request) {
     },
   });
   if (response.type === 'opaqueredirect' && request.redirect !== 'manual') {
-    return problem(502, 'redirect_not_followed', 'A signed request was redirected; the service worker does not follow it with the signature.');
+    return problem(502, 'redirect_not_followed', 'A signed request was redirected; its signature does not follow.');
   }
   return response;
 }

@@ -34,32 +34,31 @@
 // the session summary or null), `expired` (credentials ran out unrenewed), `error` (detail:
 // the error), `signin-required` (detail: { reason }).
 //
-// Storage: credentials live in memory and in sessionStorage (per tab, gone with the tab);
-// `storage: 'local'` opts into localStorage, `storage: 'memory'` keeps them in memory only.
-// Sign-in flow state always goes to sessionStorage. The refresh token and the ID token are
-// never stored nor shared: they stay in the memory of the tab that signed in (a script of this
-// origin can read web storage; see docs/security.md).
+// Storage: the AWS credentials (secret key, session token), the refresh token and the ID token
+// live in memory only, never in web storage or IndexedDB, which any script of this origin can
+// read (docs/security.md, "Secrets in the browser"). `storage` (sessionStorage by default,
+// `'local'`, `'memory'` for none) keeps only who is signed in, with which provider and until
+// when: a reloaded tab takes the credentials from an open tab or the service worker, else signs
+// in again silently with that provider (`client.ready` settles when it is done). Sign-in flow
+// state (state, nonce, PKCE verifier, one use, 15 minutes) goes to sessionStorage.
+// The sign-in flows live in signin.js, loaded on first use.
 //
 // Tabs (BroadcastChannel `credbroker`, Web Locks `credbroker.renew`): unless `storage` is
-// 'memory', a new tab takes the session of an open tab or of the service worker instead of
-// asking for a new sign-in, and a renewal in one tab reaches all. One renewal at a time across
+// 'memory', a new tab takes the session of an open tab or of the service worker (from their
+// memory) instead of asking for a new sign-in, and a renewal in one tab reaches all. One renewal at a time across
 // the origin's tabs: the tab that gets the lock second finds the credentials renewed and takes
 // them. A sign-out in any tab signs out every tab and the service worker.
 
-import { createSigner, presign, SigningKeyCache, toBytes } from './sigv4.js';
+import { createSigner, presign, SigningKeyCache } from './sigv4.js';
 import { SkewClock, signedFetch } from './signed-fetch.js';
 import { returnPath } from './return-url.js';
 
 const SESSION_KEY = 'credbroker.session';
-const FLOW_PREFIX = 'credbroker.flow.';
-/** A sign-in that takes longer than this (user at the provider's page) is forgotten. */
-const FLOW_TTL_MS = 15 * 60_000;
 const MIN_RENEW_LEAD_MS = 60_000;
 const RENEW_LEAD_FRACTION = 0.1;
 /** Credentials this close to expiry are not handed out: a request signed now could arrive late. */
 const MIN_USABLE_MS = 5_000;
 const RENEW_RETRY_MS = 30_000;
-const SILENT_TIMEOUT_MS = 10_000;
 const WORKER_ACK_TIMEOUT_MS = 1_000;
 const TABS_CHANNEL = 'credbroker';
 const RENEW_LOCK = 'credbroker.renew';
@@ -95,7 +94,9 @@ export function createClient(options) {
  * - `api`: URL prefix(es) whose requests may be signed (default: the broker's origin). Nothing
  *   else is ever signed, so signatures cannot leak to third parties.
  * - `region` (default: from /auth/config), `service` (default `execute-api`).
- * - `storage`: 'session' (default), 'local', 'memory', or a Storage-like object.
+ * - `storage`: where who is signed in (no secret) is kept for a reload: 'session' (default),
+ *   'local', 'memory' (nowhere, and no sharing with other tabs or the worker), or a Storage-like
+ *   object.
  * - `redirectUri` (default: this page without query or fragment), or `{ providerName: uri }` to
  *   give each provider its own (which binds each answer to its provider where the provider
  *   sends no `iss`); `silentRedirectUri` (for the prompt=none iframe; default `redirectUri`; a
@@ -121,6 +122,13 @@ export class CredbrokerClient extends EventTarget {
   #worker = null;
   #workerListening = false;
   #peerAnswered = null;
+  #flowsModule = null;
+  #ctx;
+  /** Bumped by every sign-out: a renewal that started before it must not sign back in. */
+  #epoch = 0;
+  /** Resolves (never rejects) with the session summary once this page took or renewed the
+   * session it had before a reload, or found none. */
+  ready;
 
   constructor(options) {
     super();
@@ -149,9 +157,27 @@ export class CredbrokerClient extends EventTarget {
     this.#env.channel = win.BroadcastChannel && !this.#env.embedded ? new win.BroadcastChannel(TABS_CHANNEL) : null;
     this.#clock = new SkewClock(options.now ?? (() => Date.now()));
     this.#apiPrefixes = [options.api ?? this.#options.broker.origin + '/'].flat().map((p) => new URL(p));
-    this.#restore();
+    // What the sign-in flows (signin.js) get from the client.
+    this.#ctx = {
+      env: this.#env,
+      options: this.#options,
+      clock: this.#clock,
+      config: () => this.config(),
+      brokerBase: () => this.#brokerBase(),
+      CredbrokerError,
+      readJson,
+      problemError,
+      decodeJwtPayload,
+      safeParse,
+    };
     this.#env.channel?.addEventListener('message', (event) => this.#onTabMessage(event.data));
-    if (!this.#session && this.#env.shares && !this.#env.embedded) this.#adoptFromElsewhere();
+    this.ready = this.#resume();
+  }
+
+  /** The sign-in flows module, loaded on first use. */
+  #flows() {
+    this.#flowsModule ??= import('./signin.js');
+    return this.#flowsModule;
   }
 
   // ---- configuration -------------------------------------------------------------------
@@ -232,22 +258,33 @@ export class CredbrokerClient extends EventTarget {
     return s.credentials.expiration - lead;
   }
 
-  #restore() {
-    const saved = safeParse(this.#env.storage?.getItem(SESSION_KEY));
+  // After a reload: the credentials are in an open tab's or the worker's memory, or nowhere any
+  // more; then a silent sign-in with the same provider (the IdP's session) gets new ones.
+  async #resume() {
+    if (this.#env.embedded) return null;
+    let saved = safeParse(this.#env.storage?.getItem(SESSION_KEY));
     const skewMs = Number(saved?.skewMs) || 0;
-    if (!(saved?.credentials?.expiration > this.#clock.localNow() + skewMs)) {
+    if (!(saved?.expiration > this.#clock.localNow() + skewMs)) {
       this.#env.storage?.removeItem(SESSION_KEY);
-      return;
+      saved = null;
     }
+    if (this.#env.shares) await this.#adoptFromElsewhere();
+    // A sign-in callback being handled brings its own session.
+    if (this.#session || !saved || isCallback(this.#env.window.location.href)) return this.session;
     this.#clock.skewMs = skewMs;
-    this.#session = saved;
-    this.#schedule();
+    return this.#renewOnce(saved).catch(() => {
+      if (!this.#session) this.#env.storage?.removeItem(SESSION_KEY);
+      return this.session;
+    });
   }
 
+  // Who is signed in, until when, and the measured skew: never a key or a token.
   #persist() {
-    if (!this.#session) return;
-    this.#session.skewMs = this.#clock.skewMs;
-    this.#env.storage?.setItem(SESSION_KEY, JSON.stringify(this.#shareable()));
+    const s = this.#session;
+    if (!s) return;
+    s.skewMs = this.#clock.skewMs;
+    const { identityId, provider, subject, claims, issuedAt, skewMs } = s;
+    this.#env.storage?.setItem(SESSION_KEY, JSON.stringify({ identityId, provider, subject, claims, issuedAt, skewMs, expiration: s.credentials.expiration }));
   }
 
   /** The session without what stays in this tab's memory (refresh token, ID token). */
@@ -298,9 +335,10 @@ export class CredbrokerClient extends EventTarget {
     this.#peerAnswered?.();
   }
 
-  // A new tab: any open tab answers on the channel; the worker answers from IndexedDB.
+  // A new or reloaded tab: any open tab answers on the channel; the worker from its memory.
   async #adoptFromElsewhere() {
-    this.#tell({ type: 'session?' });
+    await this.#askTabs();
+    if (this.#session) return;
     for (const worker of await this.#credbrokerWorkers()) {
       const answer = await askWorker(worker, { type: 'credbroker:session?' }, this.#env);
       if (answer?.type === 'credbroker:credentials' && answer.session) {
@@ -320,9 +358,9 @@ export class CredbrokerClient extends EventTarget {
     }
   }
 
-  // Holding the renewal lock: did another tab renew meanwhile? Ask, and wait a moment.
-  async #renewedElsewhere() {
-    if (!this.#env.channel || !this.#env.shares) return false;
+  // Asks the other tabs for their session; settles once one answered, or after a moment.
+  async #askTabs() {
+    if (!this.#env.channel || !this.#env.shares) return;
     await new Promise((resolve) => {
       const timer = this.#env.setTimeout(resolve, PEER_WAIT_MS);
       this.#peerAnswered = () => {
@@ -332,6 +370,11 @@ export class CredbrokerClient extends EventTarget {
       this.#tell({ type: 'session?' });
     });
     this.#peerAnswered = null;
+  }
+
+  // Holding the renewal lock: did another tab renew meanwhile?
+  async #renewedElsewhere() {
+    await this.#askTabs();
     return this.#fresh();
   }
 
@@ -390,6 +433,7 @@ export class CredbrokerClient extends EventTarget {
   }
 
   #clearSession() {
+    this.#epoch++;
     this.#session = null;
     this.#clearTimers();
     this.#keyCache.clear();
@@ -406,6 +450,7 @@ export class CredbrokerClient extends EventTarget {
    * CredbrokerError (code `not_signed_in`, `login_required`...) when there are none.
    */
   async credentials() {
+    if (!this.#session) await this.ready;
     if (!this.#session) throw new CredbrokerError('not_signed_in', 'sign in first');
     if (this.#clock.now() >= this.renewAt) {
       try {
@@ -446,34 +491,18 @@ export class CredbrokerClient extends EventTarget {
     });
   }
 
-  async #renewOnce() {
-    const s = this.#session;
+  // `s`: the session to renew (a reloaded page's summary while it resumes).
+  async #renewOnce(s = this.#session) {
+    const epoch = this.#epoch;
     try {
       if (!s) throw new CredbrokerError('not_signed_in', 'sign in first');
       const provider = await this.#provider(s.provider);
-      let tokens = null;
-      if (s.refreshToken) tokens = await this.#refresh(provider, s.refreshToken);
-      tokens ??= await this.#silentAuthorize(provider);
-      if (this.#session !== s) throw new CredbrokerError('not_signed_in', 'signed out during renewal');
-      return await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token ?? s.refreshToken);
+      const tokens = await (await this.#flows()).renewTokens(this.#ctx, provider, s.refreshToken);
+      if (this.#epoch !== epoch) throw new CredbrokerError('not_signed_in', 'signed out during renewal');
+      return await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token ?? s.refreshToken, s);
     } catch (error) {
       this.#emit('error', error);
       if (SIGNIN_REQUIRED_ERRORS.has(error.code)) this.#emit('signin-required', { reason: error.code });
-      throw error;
-    }
-  }
-
-  async #refresh(provider, refreshToken) {
-    try {
-      const tokens = await this.#tokenRequest(provider, {
-        grant_type: 'refresh_token',
-        refresh_token: refreshToken,
-        client_id: this.#clientId(provider),
-      });
-      return tokens.id_token ? tokens : null;
-    } catch (error) {
-      // A refused refresh token (revoked, rotated elsewhere) still leaves the silent route.
-      if (error.code === 'invalid_grant') return null;
       throw error;
     }
   }
@@ -487,79 +516,12 @@ export class CredbrokerClient extends EventTarget {
    */
   async signIn(providerName, { returnTo, prompt, loginHint } = {}) {
     const provider = await this.#provider(providerName);
-    const flow = await this.#newFlow(provider, this.#redirectUri(provider));
-    flow.returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
-    this.#pruneFlows();
-    this.#env.flowStorage.setItem(FLOW_PREFIX + flow.state, JSON.stringify(flow));
-    this.#env.window.location.assign(this.#authorizationUrl(provider, flow, { prompt, loginHint }));
-  }
-
-  async #newFlow(provider, redirectUri) {
-    const mode = provider.publicClient ? 'code' : 'id_token';
-    const flow = {
-      provider: provider.name,
-      mode,
-      state: randomToken(),
-      nonce: randomToken(),
-      redirectUri,
-      createdAt: this.#clock.localNow(),
-    };
-    if (mode === 'code') {
-      flow.verifier = randomToken();
-      flow.challenge = await pkceChallenge(flow.verifier);
-    }
-    return flow;
-  }
-
-  #authorizationUrl(provider, flow, { prompt, loginHint } = {}) {
-    const url = new URL(provider.authorizationEndpoint);
-    const params = {
-      client_id: this.#clientId(provider),
-      redirect_uri: flow.redirectUri,
-      response_type: flow.mode,
-      scope: this.#scopeFor(provider),
-      state: flow.state,
-      nonce: flow.nonce,
-    };
-    if (flow.challenge) Object.assign(params, { code_challenge: flow.challenge, code_challenge_method: 'S256' });
-    if (prompt) params.prompt = prompt;
-    if (loginHint) params.login_hint = loginHint;
-    for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
-    return url.href;
-  }
-
-  #scopeFor(provider) {
-    if (typeof this.#options.scope === 'object') return this.#options.scope[provider.name] ?? 'openid';
-    // Without these, Microsoft and Salesforce give the page no refresh token.
-    const extra = { microsoft: ' offline_access', salesforce: ' refresh_token' }[provider.kind] ?? '';
-    return this.#options.scope + extra;
-  }
-
-  #clientId(provider) {
-    const id = this.#options.clientIds[provider.name] ?? provider.clientIds?.[0];
-    if (!id) throw new CredbrokerError('bad_config', `no client id for provider ${provider.name}`);
-    return id;
-  }
-
-  #redirectUri(provider) {
-    const option = this.#options.redirectUri;
-    const configured = typeof option === 'object' ? option[provider.name] : option;
-    if (configured) return new URL(configured, this.#env.window.location.href).href;
-    const here = new URL(this.#env.window.location.href);
-    return here.origin + here.pathname;
+    returnTo = this.#returnPath(returnTo ?? this.#env.window.location.href);
+    await (await this.#flows()).startSignIn(this.#ctx, provider, { returnTo, prompt, loginHint });
   }
 
   #returnPath(url) {
     return returnPath(url, this.#env.window.location.href);
-  }
-
-  #pruneFlows() {
-    const store = this.#env.flowStorage;
-    const cutoff = this.#clock.localNow() - FLOW_TTL_MS;
-    for (let i = store.length - 1; i >= 0; i--) {
-      const key = store.key(i);
-      if (key?.startsWith(FLOW_PREFIX) && !(safeParse(store.getItem(key))?.createdAt > cutoff)) store.removeItem(key);
-    }
   }
 
   /**
@@ -569,77 +531,24 @@ export class CredbrokerClient extends EventTarget {
    * session summary plus `returnTo`, or null when `url` is not a sign-in callback.
    */
   async handleRedirect(url = this.#env.window.location.href) {
-    if (this.#env.embedded) return null;
-    const params = callbackParams(new URL(url));
+    // Only a URL with a `state` can be an answer: other pages never load the flows module.
+    if (this.#env.embedded || !isCallback(url)) return null;
+    const flows = await this.#flows();
+    const params = flows.callbackParams(new URL(url));
     if (!params) return null;
     try {
-      const flow = this.#takeFlow(params.get('state'));
-      checkRedirectUri(url, flow);
-      const provider = await this.#provider(flow.provider);
-      checkIssuer(provider, params);
-      const error = params.get('error');
-      if (error) throw new CredbrokerError(error, params.get('error_description') ?? `the provider answered ${error}`);
-      const tokens = await this.#tokensFromCallback(provider, flow, params);
-      checkNonce(tokens.id_token, flow.nonce);
+      const { provider, tokens, returnTo } = await flows.readCallback(this.#ctx, url, params, (name) => this.#provider(name));
       await this.#finishSignIn(provider, tokens.id_token, tokens.refresh_token);
       // Checked again: the flow sat in storage any script of this origin can write.
-      const returnTo = this.#returnPath(flow.returnTo);
-      this.#restoreLocation(url, returnTo);
-      return { ...this.session, returnTo };
+      const back = this.#returnPath(returnTo);
+      this.#restoreLocation(url, back);
+      return { ...this.session, returnTo: back };
     } catch (error) {
       // Leave no code or token in the address bar, success or not.
-      this.#env.window.history?.replaceState(null, '', stripCallback(new URL(url)));
+      this.#env.window.history?.replaceState(null, '', flows.stripCallback(new URL(url)));
       this.#emit('error', error);
       throw error;
     }
-  }
-
-  #takeFlow(state) {
-    const key = FLOW_PREFIX + state;
-    const flow = state ? safeParse(this.#env.flowStorage.getItem(key)) : null;
-    if (!flow || flow.state !== state) {
-      throw new CredbrokerError('state_mismatch', 'this sign-in answer matches no sign-in started in this tab');
-    }
-    // One use only: a replayed callback URL finds nothing.
-    this.#env.flowStorage.removeItem(key);
-    if (this.#clock.localNow() - flow.createdAt > FLOW_TTL_MS) {
-      throw new CredbrokerError('flow_expired', 'the sign-in took too long; start again');
-    }
-    return flow;
-  }
-
-  async #tokensFromCallback(provider, flow, params) {
-    if (flow.mode === 'id_token') {
-      const idToken = params.get('id_token');
-      if (!idToken) throw new CredbrokerError('no_id_token', 'the provider returned no ID token');
-      return { id_token: idToken };
-    }
-    const code = params.get('code');
-    if (!code) throw new CredbrokerError('no_code', 'the provider returned no authorization code');
-    const tokens = await this.#tokenRequest(provider, {
-      grant_type: 'authorization_code',
-      code,
-      redirect_uri: flow.redirectUri,
-      client_id: this.#clientId(provider),
-      code_verifier: flow.verifier,
-    });
-    if (!tokens.id_token) throw new CredbrokerError('no_id_token', 'the token endpoint returned no ID token');
-    return tokens;
-  }
-
-  async #tokenRequest(provider, form) {
-    const response = await this.#env.fetch(provider.tokenEndpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams(form).toString(),
-    });
-    const body = await readJson(response);
-    if (!response.ok) {
-      throw new CredbrokerError(body.error ?? 'token_error', body.error_description ?? `token endpoint answered ${response.status}`, {
-        status: response.status,
-      });
-    }
-    return body;
   }
 
   // Back on the page the user was on: without a reload when it is this very page.
@@ -663,37 +572,10 @@ export class CredbrokerClient extends EventTarget {
     return this.#finishSignIn(provider, idToken);
   }
 
-  async #finishSignIn(provider, idToken, refreshToken) {
-    const config = await this.config();
-    const path = (config.signinPath ?? '/auth/signin/{provider}').replace('{provider}', encodeURIComponent(provider.name));
-    const sentAt = this.#clock.localNow();
-    const response = await this.#env.fetch(new URL(path.replace(/^\//, ''), this.#brokerBase()).href, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      // A renewal sends back the identity id this provider's session got, so the broker can skip
-      // Cognito's GetId; Cognito refuses an id that is not this login's, and the broker then asks GetId.
-      body: JSON.stringify({ id_token: idToken, identity_id: this.#session?.provider === provider.name ? this.#session.identityId : undefined }),
-    });
-    const body = await readJson(response);
-    if (!response.ok) throw problemError(body, response.status, 'signin_failed');
-    this.#clock.observe(Date.parse(body.serverTime), sentAt, this.#clock.localNow());
-    const expiration = Date.parse(body.credentials?.expiration);
-    if (!body.credentials?.accessKeyId || !Number.isFinite(expiration)) {
-      throw new CredbrokerError('bad_response', 'the broker answered without usable credentials');
-    }
-    const { accessKeyId, secretAccessKey, sessionToken } = body.credentials;
-    this.#setSession({
-      identityId: body.identityId,
-      provider: body.provider ?? provider.name,
-      subject: body.subject,
-      claims: body.claims ?? {},
-      // The identity assertion (docs/identity.md) lives and renews with the credentials.
-      credentials: { accessKeyId, secretAccessKey, sessionToken, expiration, assertion: body.identityAssertion },
-      issuedAt: Date.parse(body.serverTime) || this.#clock.now(),
-      refreshToken,
-      idToken,
-      skewMs: this.#clock.skewMs,
-    });
+  // `renewing`: the session being renewed, whose identity id goes along.
+  async #finishSignIn(provider, idToken, refreshToken, renewing) {
+    const session = await (await this.#flows()).exchangeIdToken(this.#ctx, provider, idToken, renewing);
+    this.#setSession({ ...session, refreshToken, idToken });
     return this.session;
   }
 
@@ -717,65 +599,10 @@ export class CredbrokerClient extends EventTarget {
 
   async #endProviderSession(s, postLogoutRedirectUri) {
     const provider = (await this.config().catch(() => null))?.providers.find((p) => p.name === s.provider);
-    if (!provider?.endSessionEndpoint) return;
-    const url = new URL(provider.endSessionEndpoint);
     const here = new URL(this.#env.window.location.href);
     const back = new URL(this.#returnPath(postLogoutRedirectUri ?? here.href), here).href;
-    url.searchParams.set('client_id', this.#clientId(provider));
-    url.searchParams.set('post_logout_redirect_uri', back);
-    if (s.idToken) url.searchParams.set('id_token_hint', s.idToken);
-    this.#env.window.location.assign(url.href);
-  }
-
-  // ---- silent renewal (prompt=none in a hidden iframe) -------------------------------------
-
-  async #silentAuthorize(provider) {
-    const doc = this.#env.window.document;
-    if (!doc?.createElement) throw new CredbrokerError('no_silent_renewal', 'no document to renew in');
-    const redirectUri = this.#options.silentRedirectUri
-      ? new URL(this.#options.silentRedirectUri, this.#env.window.location.href).href
-      : this.#redirectUri(provider);
-    const flow = await this.#newFlow(provider, redirectUri);
-    const params = await this.#runFrame(doc, this.#authorizationUrl(provider, flow, { prompt: 'none' }), redirectUri);
-    if (params.get('state') !== flow.state) throw new CredbrokerError('state_mismatch', 'silent renewal answered for another request');
-    checkIssuer(provider, params);
-    const error = params.get('error');
-    if (error) throw new CredbrokerError(error, params.get('error_description') ?? `silent renewal: ${error}`);
-    const tokens = await this.#tokensFromCallback(provider, flow, params);
-    checkNonce(tokens.id_token, flow.nonce);
-    return tokens;
-  }
-
-  #runFrame(doc, src, redirectUri) {
-    return new Promise((resolve, reject) => {
-      const frame = doc.createElement('iframe');
-      frame.hidden = true;
-      frame.setAttribute('aria-hidden', 'true');
-      frame.title = 'credbroker silent renewal';
-      const done = (fn, value) => {
-        this.#env.clearTimeout(timeout);
-        frame.remove();
-        fn(value);
-      };
-      const timeout = this.#env.setTimeout(
-        () => done(reject, new CredbrokerError('silent_timeout', 'silent renewal got no answer')),
-        SILENT_TIMEOUT_MS,
-      );
-      frame.addEventListener('load', () => {
-        let href;
-        try {
-          href = frame.contentWindow.location.href; // throws while on the provider's origin
-        } catch {
-          return;
-        }
-        const landed = new URL(href);
-        if (landed.origin + landed.pathname !== redirectUri.replace(/[?#].*$/, '')) return;
-        const params = callbackParams(landed);
-        if (params) done(resolve, params);
-      });
-      frame.src = src;
-      doc.body.append(frame);
-    });
+    const url = provider?.endSessionEndpoint && (await this.#flows()).endSessionUrl(this.#ctx, provider, s.idToken, back);
+    if (url) this.#env.window.location.assign(url);
   }
 
   // ---- signed requests ---------------------------------------------------------------------
@@ -926,22 +753,6 @@ function activeWorker(registration) {
   });
 }
 
-/** 32 random bytes, base64url (43 characters): unguessable `state`, `nonce` and PKCE verifier. */
-function randomToken() {
-  return base64url(crypto.getRandomValues(new Uint8Array(32)));
-}
-
-function base64url(bytes) {
-  let binary = '';
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-/** The PKCE S256 code challenge of a verifier. */
-export async function pkceChallenge(verifier) {
-  return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', toBytes(verifier))));
-}
-
 /** The claims of a JWT, decoded without verification (the broker verifies). */
 export function decodeJwtPayload(token) {
   const part = String(token).split('.')[1];
@@ -954,49 +765,9 @@ export function decodeJwtPayload(token) {
   }
 }
 
-// IdP mix-up (RFC 9207): with several providers, one of them malicious, the answer to a sign-in
-// started at provider A may come from provider B; the code (and PKCE verifier) would then go to
-// A's token endpoint. The `iss` of the answer must be the flow's provider; a provider that
-// advertises `authorization_response_iss_parameter_supported` must send it. Providers that send
-// no `iss` are told apart by their redirect URI (`redirectUri: { provider: uri }`), which
-// checkRedirectUri enforces.
-function checkIssuer(provider, params) {
-  const iss = params.get('iss');
-  if (iss === null ? provider.issParameterSupported : iss !== provider.issuer) {
-    throw new CredbrokerError('iss_mismatch', `answer from ${iss}, not ${provider.issuer}`);
-  }
-}
-
-/** The answer must arrive at the redirect URI its flow sent the user off with. */
-function checkRedirectUri(url, flow) {
-  const landed = new URL(url);
-  const expected = new URL(flow.redirectUri);
-  if (landed.origin + landed.pathname !== expected.origin + expected.pathname) {
-    throw new CredbrokerError('redirect_mismatch', 'answer at another redirect URI');
-  }
-}
-
-function checkNonce(idToken, nonce) {
-  if (decodeJwtPayload(idToken).nonce !== nonce) {
-    throw new CredbrokerError('nonce_mismatch', 'the ID token was not issued for this sign-in');
-  }
-}
-
-const CALLBACK_PARAMS = ['code', 'state', 'id_token', 'access_token', 'token_type', 'expires_in', 'scope',
-  'session_state', 'error', 'error_description', 'error_uri', 'iss', 'authuser', 'hd', 'prompt'];
-
-/** The OAuth answer in a URL (query for the code flow, fragment for the implicit one), or null. */
-function callbackParams(url) {
-  for (const params of [new URLSearchParams(url.hash.slice(1)), url.searchParams]) {
-    if (params.has('state') && (params.has('code') || params.has('id_token') || params.has('error'))) return params;
-  }
-  return null;
-}
-
-function stripCallback(url) {
-  for (const name of CALLBACK_PARAMS) url.searchParams.delete(name);
-  url.hash = '';
-  return url.href;
+/** Whether `url` may carry an OAuth answer (signin.js's callbackParams tells for sure). */
+function isCallback(url) {
+  return /[?#&]state=/.test(url);
 }
 
 function safeParse(text) {

@@ -167,6 +167,8 @@ async function main() {
   } catch (error) {
     showError(error);
   }
+  // After a reload: the credentials from another tab or the worker, or a silent sign-in.
+  await client.ready;
   try {
     renderProviders((await client.config()).providers);
   } catch (error) {

@@ -285,7 +285,7 @@ async fn discovery(State(idp): State<Arc<DevIdp>>) -> Response {
 }
 
 async fn jwks(State(idp): State<Arc<DevIdp>>) -> Response {
-    public_json(&json!({ "keys": [idp.key.public_jwk()] }), "max-age=300")
+    public_json(&SigningKey::jwks(&[&idp.key]), "max-age=300")
 }
 
 #[cfg(test)]

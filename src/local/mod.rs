@@ -33,6 +33,7 @@ use crate::assets::{self, WebFiles};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError, IdentityPoolConfig, PoolMode};
 use crate::error::ApiError;
+use crate::issuer::Issuer;
 use crate::jwks::JwksCache;
 use crate::pool::CognitoPool;
 use crate::provider::Provider;
@@ -147,11 +148,12 @@ impl DevStack {
             base_url.join("dev-idp/jwks").expect("static path"),
             policy.clone(),
         ));
-        let mut trusted = configured_issuers(&broker).await;
+        let dev_issuer = Issuer::parse(issuer.as_str()).expect("the dev issuer is a URL");
+        let mut trusted = configured_issuers(&broker);
         trusted.push(pool::TrustedIssuer {
-            issuer: issuer.clone(),
+            issuer: dev_issuer.clone(),
             audiences: vec![idp::DEV_CLIENT_ID.to_string()],
-            keys: dev_keys,
+            keys: pool::TrustedKeys::Fixed(dev_keys),
         });
         let pool = pool::LocalPool::with_developer(
             DEV_POOL_ID.to_string(),
@@ -160,7 +162,7 @@ impl DevStack {
             options.credential_lifetime,
             options.pool_load,
         );
-        let dev = Provider::dev(issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
+        let dev = Provider::dev(dev_issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
         broker.add_provider(dev);
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
@@ -187,16 +189,21 @@ impl DevStack {
 }
 
 /// The issuers of the providers from `--config`, so the local pool accepts their tokens just as
-/// a real pool with those providers configured would (like an IAM OIDC provider per issuer).
-async fn configured_issuers(broker: &Broker) -> Vec<pool::TrustedIssuer> {
-    let mut trusted = Vec::new();
-    for provider in broker.providers() {
-        for (issuer, keys) in provider.issuer_keys().await {
-            trusted.push(pool::TrustedIssuer {
-                issuer,
-                audiences: provider.audiences().to_vec(),
-                keys,
-            });
+/// a real pool with those providers configured would: one IAM OIDC provider per issuer, whose
+/// client ids are the audiences of every provider sharing it. Keys are looked up through the
+/// provider when a token arrives, so a provider that is down now works once it is up.
+fn configured_issuers(broker: &Broker) -> Vec<pool::TrustedIssuer> {
+    let mut trusted: Vec<pool::TrustedIssuer> = Vec::new();
+    for provider in broker.shared_providers() {
+        for issuer in provider.accepted_issuers() {
+            match trusted.iter_mut().find(|known| known.issuer == issuer) {
+                Some(known) => known.audiences.extend(provider.audiences().iter().cloned()),
+                None => trusted.push(pool::TrustedIssuer {
+                    issuer,
+                    audiences: provider.audiences().to_vec(),
+                    keys: pool::TrustedKeys::Provider(Arc::clone(provider)),
+                }),
+            }
         }
     }
     trusted

@@ -45,11 +45,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64_URL};
 use serde::Deserialize;
 use serde_json::json;
-use url::Url;
 
+use crate::issuer::Issuer;
 use crate::jwks::{JwksCache, KeyError};
 use crate::local::gateway::sigv4::{self, Expectations, KeyLookup, SigV4Error, SignedRequest, SigningSecret};
 use crate::pool::{AwsCredentials, Logins};
+use crate::provider::Provider;
 use crate::token::{self, Claims, UnverifiedToken};
 
 /// Largest request body the pool reads.
@@ -127,46 +128,47 @@ pub struct IssuedCredentials {
     pub identity: Arc<Identity>,
 }
 
-/// An OpenID issuer the pool trusts (like an IAM OIDC provider on a real pool).
+/// An OpenID issuer the pool trusts (like an IAM OIDC provider on a real pool, whose client id
+/// list holds every audience of the providers that share the issuer).
 #[derive(Debug, Clone)]
 pub struct TrustedIssuer {
-    /// The issuer URL; its Logins key is this without the scheme.
-    pub issuer: Url,
+    /// The issuer exactly as its tokens write `iss`.
+    pub issuer: Issuer,
     /// Accepted `aud` values.
     pub audiences: Vec<String>,
-    /// The issuer's keys.
-    pub keys: Arc<JwksCache>,
+    /// Where the issuer's keys come from.
+    pub keys: TrustedKeys,
+}
+
+/// Where a trusted issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum TrustedKeys {
+    /// A key set at a known URL.
+    Fixed(Arc<JwksCache>),
+    /// The key set a configured provider locates for the issuer (through discovery for `oidc`),
+    /// looked up when a token arrives: a provider that is down when the pool starts is trusted
+    /// as soon as it is up, with no restart.
+    Provider(Arc<Provider>),
+}
+
+impl TrustedKeys {
+    async fn cache(&self, issuer: &Issuer) -> Result<Arc<JwksCache>, KeyError> {
+        match self {
+            TrustedKeys::Fixed(cache) => Ok(Arc::clone(cache)),
+            TrustedKeys::Provider(provider) => provider
+                .keys_of(issuer)
+                .await
+                .map_err(|error| KeyError::Unavailable(error.to_string())),
+        }
+    }
 }
 
 impl TrustedIssuer {
-    /// The key of this issuer in a `Logins` map: the issuer without its scheme, e.g.
-    /// `127.0.0.1:8787/dev-idp`.
-    pub fn logins_key(&self) -> &str {
-        logins_key(&self.issuer)
+    /// The key of this issuer in a `Logins` map: the issuer without its scheme and trailing
+    /// `/`, e.g. `127.0.0.1:8787/dev-idp` (see [`Issuer::logins_key`]).
+    pub fn logins_key(&self) -> String {
+        self.issuer.logins_key()
     }
-}
-
-/// The issuer as written in tokens. `Url` adds a `/` to a bare origin
-/// (`https://idp.example.com/`), which providers do not write in `iss`; this drops it.
-fn issuer_text(issuer: &Url) -> &str {
-    let text = issuer.as_str();
-    let bare_origin = issuer.path() == "/" && issuer.query().is_none() && issuer.fragment().is_none();
-    if bare_origin {
-        text.strip_suffix('/').unwrap_or(text)
-    } else {
-        text
-    }
-}
-
-/// The `Logins` key of `issuer`: its text without the scheme.
-fn logins_key(issuer: &Url) -> &str {
-    let text = issuer_text(issuer);
-    text.split_once("://").map_or(text, |(_, rest)| rest)
-}
-
-/// Whether a token's `iss` names `issuer` (either spelling of a bare origin).
-fn is_issuer(issuer: &Url, iss: &str) -> bool {
-    iss == issuer_text(issuer) || iss == issuer.as_str()
 }
 
 /// Developer mode: the pool's developer provider name and the only AWS credentials allowed to
@@ -759,26 +761,30 @@ fn single_login(logins: Option<&Logins>) -> Result<(&str, &str), ProtocolError> 
 async fn verify_token(issuer: &TrustedIssuer, raw_token: &str) -> Result<Claims, ProtocolError> {
     let token = UnverifiedToken::parse(raw_token, MAX_TOKEN_BYTES).map_err(invalid_token)?;
     let iss = token.issuer().map_err(invalid_token)?;
-    if !is_issuer(&issuer.issuer, iss) {
+    // Exactly as written, like the broker (OpenID Connect Core 1.0 §3.1.3.7 step 2).
+    if !issuer.issuer.is(iss) {
         return Err(ProtocolError::NotAuthorized(format!(
             "Invalid login token. Issuer doesn't match providerName: expected {}, found {}",
-            issuer_text(&issuer.issuer),
+            issuer.issuer,
             excerpt(iss)
         )));
     }
     let header = token.header();
-    let key = issuer
-        .keys
+    let unavailable = |error: KeyError| {
+        ProtocolError::ExternalService(format!(
+            "Could not fetch the signing keys of {}: {error}",
+            issuer.issuer
+        ))
+    };
+    let keys = issuer.keys.cache(&issuer.issuer).await.map_err(unavailable)?;
+    let key = keys
         .key(header.kid.as_deref(), header.alg)
         .await
         .map_err(|error| match error {
             KeyError::UnknownKey(_) | KeyError::AmbiguousKey(_) => {
                 ProtocolError::NotAuthorized(format!("Invalid login token. {error}"))
             }
-            KeyError::Unavailable(_) => ProtocolError::ExternalService(format!(
-                "Could not fetch the signing keys of {}: {error}",
-                issuer_text(&issuer.issuer)
-            )),
+            KeyError::Unavailable(_) => unavailable(error),
         })?;
     let claims = token.verify_signature(&key).map_err(invalid_token)?;
     token::check_audience(&claims, &issuer.audiences).map_err(invalid_token)?;
@@ -1192,19 +1198,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn logins_key_is_issuer_without_scheme_or_added_slash() {
-        let dev = Url::parse("http://127.0.0.1:8787/dev-idp").expect("test URL");
-        assert_eq!(logins_key(&dev), "127.0.0.1:8787/dev-idp");
-        assert!(is_issuer(&dev, "http://127.0.0.1:8787/dev-idp"));
-        assert!(!is_issuer(&dev, "http://127.0.0.1:8787/dev-idp/"));
-        let google = Url::parse("https://accounts.google.com").expect("test URL");
-        assert_eq!(logins_key(&google), "accounts.google.com");
-        assert!(is_issuer(&google, "https://accounts.google.com"));
-        assert!(is_issuer(&google, "https://accounts.google.com/"));
-        assert!(!is_issuer(&google, "http://accounts.google.com"));
     }
 
     #[test]

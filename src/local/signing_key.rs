@@ -113,6 +113,11 @@ impl SigningKey {
         jwk
     }
 
+    /// A JWKS document, `{"keys": [...]}`, publishing the public halves of `keys`.
+    pub fn jwks(keys: &[&SigningKey]) -> Value {
+        json!({ "keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>() })
+    }
+
     /// Signs arbitrary bytes (tests use this to build hostile tokens).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
@@ -198,7 +203,7 @@ impl crate::identity::IdentitySigner for DevIdentitySigner {
     }
 
     fn public_keys(&self) -> Value {
-        json!({ "keys": [self.key.public_jwk()] })
+        SigningKey::jwks(&[&self.key])
     }
 }
 

@@ -666,3 +666,53 @@ def test_the_admin_rule_matches_a_group_member_in_either_mode():
     assert condition({"PoolMode": "developer"}) == {"StringNotLike": {"aws:PrincipalTag/groups": "*:admins:*"}}
     assert condition({"PoolMode": "enhanced", "AdminGroup": "ops"}) == {
         "StringNotLike": {"aws:PrincipalTag/groups": "ops"}}
+
+
+# ---- Security headers of the CloudFront-hosted client --------------------------------------------
+
+
+def rust_str_const(source, name):
+    """The value of `const NAME: &str = "...";` in Rust source, `\\` line continuations joined
+    as rustc joins them (the newline and the next line's leading whitespace dropped)."""
+    start = source.index(f"const {name}: &str = \"") + len(f"const {name}: &str = \"")
+    literal = source[start : source.index('";', start)]
+    lines = literal.split("\\\n")
+    return lines[0] + "".join(line.lstrip() for line in lines[1:])
+
+
+def assets_header(source, name):
+    """The value `security_headers()` in src/assets.rs sets for the header constant `name`."""
+    body = source[source.index("pub fn security_headers") :]
+    marker = f"{name},"
+    after = body[body.index(marker) + len(marker) :]
+    return after[after.index('"') + 1 : after.index('"', after.index('"') + 1)]
+
+
+def test_the_cloudfront_client_gets_the_brokers_security_headers_and_hsts():
+    assets = (ROOT / "src/assets.rs").read_text()
+    csp = rust_str_const(assets, "CONTENT_SECURITY_POLICY")
+    assert "frame-ancestors 'self'" in csp and "script-src 'self'" in csp
+    distribution = TEMPLATE["Resources"]["WebDistribution"]["Properties"]["DistributionConfig"]
+    behaviours = [distribution["DefaultCacheBehavior"], *distribution.get("CacheBehaviors", [])]
+    for behaviour in behaviours:
+        assert behaviour["ResponseHeadersPolicyId"] == {"Ref": "WebResponseHeadersPolicy"}
+    policy = TEMPLATE["Resources"]["WebResponseHeadersPolicy"]
+    assert policy["Type"] == "AWS::CloudFront::ResponseHeadersPolicy"
+    assert policy["Condition"] == "HasCloudFrontWeb"
+    config = policy["Properties"]["ResponseHeadersPolicyConfig"]
+    security = config["SecurityHeadersConfig"]
+    # Every header replaces whatever the origin (S3 object metadata) might send.
+    assert all(header["Override"] is True for header in security.values())
+    assert security["ContentSecurityPolicy"]["ContentSecurityPolicy"] == csp
+    assert security["FrameOptions"]["FrameOption"] == assets_header(assets, "X_FRAME_OPTIONS")
+    assert security["ReferrerPolicy"]["ReferrerPolicy"] == assets_header(assets, "REFERRER_POLICY")
+    assert assets_header(assets, "X_CONTENT_TYPE_OPTIONS") == "nosniff"
+    assert "ContentTypeOptions" in security  # CloudFront's only value: nosniff
+    hsts = security["StrictTransportSecurity"]
+    assert hsts["AccessControlMaxAgeSec"] >= 31536000 and hsts["IncludeSubdomains"] is True
+    custom = {item["Header"]: item for item in config["CustomHeadersConfig"]["Items"]}
+    permissions = custom["Permissions-Policy"]
+    assert permissions["Value"] == assets_header(assets, 'HeaderName::from_static("permissions-policy")')
+    assert permissions["Override"] is True
+    assert Evaluator({"EnableCloudFrontWeb": "true"}).exists("WebResponseHeadersPolicy")
+    assert not Evaluator({}).exists("WebResponseHeadersPolicy")

@@ -33,7 +33,7 @@ use credbroker::cli::SigningCredentials;
 use credbroker::config::Config;
 use credbroker::jwks::{JwksCache, JwksPolicy};
 use credbroker::key::Algorithm;
-use credbroker::local::pool::{LocalPool, TrustedIssuer};
+use credbroker::local::pool::{LocalPool, TrustedIssuer, TrustedKeys};
 use credbroker::local::signing_key::SigningKey;
 use credbroker::local::{DevOptions, DevStack};
 use serde_json::{Value, json};
@@ -185,13 +185,13 @@ impl LocalPoolServer {
         let pool = LocalPool::new(
             LOCAL_POOL_ID.to_owned(),
             vec![TrustedIssuer {
-                issuer: Url::parse(&issuer).expect("issuer URL"),
+                issuer: credbroker::issuer::Issuer::parse(&issuer).expect("issuer URL"),
                 audiences: vec![LOCAL_CLIENT_ID.to_owned()],
-                keys: Arc::new(jwks_cache(&issuer)),
+                keys: TrustedKeys::Fixed(Arc::new(jwks_cache(&issuer))),
             }],
             lifetime,
         );
-        let jwks = json!({ "keys": [key.public_jwk()] });
+        let jwks = SigningKey::jwks(&[&key]);
         let app = axum::Router::new()
             .route(
                 "/idp/jwks",
@@ -263,9 +263,14 @@ pub fn unix_now() -> u64 {
 /// Serves `router` on a free 127.0.0.1 port in a background task and returns its address. The
 /// server lives as long as the test's tokio runtime.
 pub async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+    serve_at(0, router).await
+}
+
+/// [`serve`] on 127.0.0.1:`port` (0: a free port the OS picks).
+pub async fn serve_at(port: u16, router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
-        .expect("the OS gives out a loopback port");
+        .expect("the loopback port is free");
     let address = listener.local_addr().expect("a bound listener has an address");
     tokio::spawn(async move {
         // The test is over when this ends; there is nobody left to tell.
@@ -441,6 +446,12 @@ pub async fn issuer_with_rsa_key() -> (SigningKey, Issuer) {
 impl Issuer {
     /// Starts an issuer publishing the public halves of `keys`.
     pub async fn start(keys: &[&SigningKey]) -> Issuer {
+        Issuer::start_at(0, keys).await
+    }
+
+    /// [`Issuer::start`] on 127.0.0.1:`port` (0: any free port), for an issuer that comes up
+    /// after the service that trusts it.
+    pub async fn start_at(port: u16, keys: &[&SigningKey]) -> Issuer {
         let jwks = keys.iter().map(|key| key.public_jwk()).collect();
         let issuer = Issuer {
             url: String::new(),
@@ -455,7 +466,7 @@ impl Issuer {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks_document))
             .with_state(issuer.clone());
-        let address = serve(router).await;
+        let address = serve_at(port, router).await;
         Issuer {
             url: format!("http://{address}"),
             ..issuer
@@ -657,6 +668,21 @@ pub async fn start_broker(config: &Config) -> String {
     let broker = Broker::from_config(config).await.expect("broker starts");
     let address = serve(api::router(Arc::new(broker))).await;
     format!("http://{address}")
+}
+
+/// The entry for provider `name` in the broker's `GET /auth/config`.
+pub async fn client_config_of(broker: &str, name: &str) -> Value {
+    let config: Value = reqwest::get(format!("{broker}/auth/config"))
+        .await
+        .expect("the broker answers")
+        .json()
+        .await
+        .expect("the client config is JSON");
+    config["providers"]
+        .as_array()
+        .and_then(|providers| providers.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("{name} is listed in {config}"))
+        .clone()
 }
 
 /// The pool id of brokers that never reach a real pool.

@@ -15,7 +15,7 @@ import { presign } from '../../web/sigv4.js';
 const START = Date.parse('2024-05-01T10:00:00Z');
 const DEV_ISSUER = `${ORIGIN}/dev-idp`;
 
-function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow() } = {}) {
+function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow(), signBody } = {}) {
   const clock = new FakeClock(START);
   const servers = new FakeServers(clock, { skewMs, lifetimeMs });
   const client = createClient({
@@ -27,6 +27,7 @@ function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow() } = {}) 
     now: clock.now,
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
+    signBody,
   });
   const events = [];
   for (const type of ['credentials', 'expired', 'error', 'signin-required']) {
@@ -80,8 +81,10 @@ test('handleRedirect redeems the code, signs in at the broker and restores the U
   const creds = await env.client.credentials();
   assert.equal(creds.accessKeyId, 'ASIA1');
   assert.equal(creds.expiration.getTime(), START + 3600_000);
-  // Credentials went to sessionStorage, not localStorage.
-  assert.ok(env.window.sessionStorage.getItem('credbroker.session').includes('ASIA1'));
+  // Who is signed in went to sessionStorage, not localStorage; no key, no token went anywhere.
+  const saved = JSON.parse(env.window.sessionStorage.getItem('credbroker.session'));
+  assert.deepEqual([saved.identityId, saved.provider, saved.expiration], ['eu-west-1:0000', 'dev', START + 3600_000]);
+  assert.doesNotMatch(JSON.stringify(saved), /ASIA1|secret-1|token-1|rt-1|eyJ/);
   assert.equal(env.window.localStorage.length, 0);
 });
 
@@ -265,26 +268,75 @@ test('concurrent callers share one renewal', async () => {
   assert.equal(env.servers.callsTo('/dev-idp/token').length, 2);
 });
 
-test('without a way to renew silently: signin-required, then expired', async () => {
+/** Advances the fake clock through each throttled wait, checking that it honours Retry-After with jitter. */
+async function waitOutThrottling(env, waits, retryAfterMs) {
+  for (let i = 0; i < waits; i++) {
+    await settle();
+    const wait = env.clock.pendingDelays().find((ms) => ms >= retryAfterMs && ms <= 2 * retryAfterMs);
+    assert.ok(wait !== undefined, `a wait of Retry-After plus jitter, got ${env.clock.pendingDelays()}`);
+    await env.clock.advance(wait);
+  }
+}
+
+test('a sign-in throttled with 429 pool_throttled waits Retry-After (plus jitter) and asks again', async () => {
+  const env = setup();
+  env.servers.throttle = 3;
+  env.servers.retryAfter = '3';
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  await waitOutThrottling(env, 3, 3_000);
+  assert.equal((await signedIn).subject, 'alice');
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 4);
+  assert.ok(!env.events.some((e) => e.type === 'error'), 'no error while retries remain');
+});
+
+test('a throttled renewal is retried without an error event; the credentials keep working', async () => {
   const env = setup();
   await signInWithCode(env);
-  // The refresh token and the ID token stay in memory: a reloaded tab has neither (and here no
-  // document for an iframe either).
-  const saved = JSON.parse(env.window.sessionStorage.getItem('credbroker.session'));
-  assert.equal(saved.credentials.accessKeyId, 'ASIA1');
-  assert.deepEqual([saved.refreshToken, saved.idToken], [undefined, undefined]);
-  assert.doesNotMatch(JSON.stringify(saved), /rt-1|eyJ/);
-  const restored = setup({ window: env.window });
-  restored.clock.time = env.clock.time;
-  restored.servers.issued = 1;
-  await restored.clock.advance(3240_000);
-  assert.ok(restored.events.some((e) => e.type === 'signin-required' && e.detail.reason === 'no_silent_renewal'));
+  env.servers.throttle = 2;
+  const renewal = env.client.renew();
+  await waitOutThrottling(env, 2, 2_000);
+  await renewal;
+  assert.equal((await env.client.credentials()).accessKeyId, 'ASIA2');
+  assert.ok(!env.events.some((e) => e.type === 'error'));
+});
+
+test('throttling is retried a bounded number of times, then surfaces as pool_throttled', async () => {
+  const env = setup();
+  env.servers.throttle = 100;
+  env.servers.retryAfter = 'Wed, 21 Oct 2015 07:28:00 GMT'; // not seconds: one second is assumed
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  const outcome = signedIn.then(() => null, (error) => error);
+  await waitOutThrottling(env, 4, 1_000);
+  const error = await outcome;
+  assert.equal(error?.code, 'pool_throttled');
+  assert.equal(error.status, 429);
+  assert.equal(env.servers.callsTo('/auth/signin/dev').length, 5);
+});
+
+test('a huge Retry-After is capped at 30 s', async () => {
+  const env = setup();
+  env.servers.throttle = 1;
+  env.servers.retryAfter = '86400';
+  const signedIn = env.client.signInWithIdToken('dev', jwt({ sub: 'alice' }));
+  await waitOutThrottling(env, 1, 30_000);
+  assert.equal((await signedIn).subject, 'alice');
+});
+
+test('without a way to renew silently: signin-required, then expired', async () => {
+  const env = setup();
+  // The implicit flow gives no refresh token, and there is no document for an iframe.
+  await env.client.signIn('google');
+  const url = new URL(env.window.location.assigned);
+  const idToken = jwt({ sub: 'alice', nonce: url.searchParams.get('nonce') });
+  await env.client.handleRedirect(`${ORIGIN}/app/page#id_token=${idToken}&state=${url.searchParams.get('state')}`);
+  await env.clock.advance(3240_000);
+  assert.ok(env.events.some((e) => e.type === 'signin-required'));
   // Still valid: the old credentials keep working until they expire.
-  assert.equal((await restored.client.credentials()).accessKeyId, 'ASIA1');
-  await restored.clock.advance(360_000);
-  assert.ok(restored.events.some((e) => e.type === 'expired'));
-  assert.equal(restored.client.session, null);
-  await assert.rejects(restored.client.credentials(), { code: 'not_signed_in' });
+  assert.equal((await env.client.credentials()).accessKeyId, 'ASIA1');
+  await env.clock.advance(360_000);
+  assert.ok(env.events.some((e) => e.type === 'expired'));
+  assert.equal(env.client.session, null);
+  await assert.rejects(env.client.credentials(), { code: 'not_signed_in' });
 });
 
 test('signed requests carry the identity assertion of the current credentials, renewed with them', async () => {
@@ -359,18 +411,9 @@ const bodies = [
 
 for (const [name, body, expected, contentType] of bodies) {
   test(`signed fetch hashes and sends the exact bytes of a ${name} body`, async () => {
-    const env = setup();
+    const env = setup({ signBody: true });
     await signInWithCode(env);
-    const client = createClient({
-      broker: ORIGIN,
-      api: `${ORIGIN}/api/`,
-      window: env.window,
-      fetch: env.servers.fetch,
-      now: env.clock.now,
-      setTimeout: env.clock.setTimeout,
-      clearTimeout: env.clock.clearTimeout,
-      signBody: true,
-    });
+    const { client } = env;
     const response = await client.fetch(`${ORIGIN}/api/echo`, { method: 'POST', body });
     assert.equal(response.status, 200, 'the fake gateway verified the signature over the sent bytes');
     const { init } = env.servers.callsTo('/api/echo')[0];
@@ -435,17 +478,50 @@ test("storage: 'local' must be asked for; 'memory' keeps nothing", async () => {
   assert.equal((await memory.client.credentials()).accessKeyId, 'ASIA1');
 });
 
-test('a reload restores the session from storage; signOut clears it', async () => {
+test('a reload keeps no key: with no open tab, worker or silent sign-in to take them from, it is signed out', async () => {
   const env = setup();
   await signInWithCode(env);
   const reloaded = setup({ window: env.window });
   reloaded.clock.time = env.clock.time + 60_000;
-  assert.equal(reloaded.client.session.subject, 'alice');
-  assert.equal((await reloaded.client.credentials()).accessKeyId, 'ASIA1');
-  reloaded.client.signOut();
   assert.equal(reloaded.client.session, null);
+  assert.equal(await reloaded.client.ready, null);
+  // It tried to sign in silently with the same provider (here: no document for the iframe).
+  assert.ok(reloaded.events.some((e) => e.type === 'signin-required' && e.detail.reason === 'no_silent_renewal'));
   assert.equal(env.window.sessionStorage.getItem('credbroker.session'), null);
+  await assert.rejects(reloaded.client.credentials(), { code: 'not_signed_in' });
   assert.deepEqual(reloaded.clock.pendingDelays(), []);
-  assert.deepEqual(reloaded.events.map((e) => [e.type, e.detail]), [['credentials', null]]);
-  await settle();
 });
+
+/** A BroadcastChannel that does not keep the test process alive once the test is done. */
+class TestChannel extends BroadcastChannel {
+  constructor(name) {
+    super(name);
+    this.unref();
+  }
+}
+
+/** Keeps the event loop running (for the unref'd channels' messages) while `fn` runs. */
+async function whileAlive(fn) {
+  const keep = setInterval(() => {}, 1_000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(keep);
+  }
+}
+
+test('a reloaded or new tab takes the credentials from an open tab, over the channel, not from storage', () => whileAlive(async () => {
+  const first = setup({ window: Object.assign(fakeWindow(), { BroadcastChannel: TestChannel }) });
+  await signInWithCode(first);
+  const second = setup({ window: Object.assign(fakeWindow(), { BroadcastChannel: TestChannel }) });
+  second.clock.time = first.clock.time + 60_000;
+  const session = await second.client.ready;
+  assert.equal(session.identityId, 'eu-west-1:0000');
+  assert.equal((await second.client.credentials()).accessKeyId, 'ASIA1');
+  assert.equal(second.servers.callsTo('/auth/signin/dev').length, 0, 'no new sign-in');
+  // Signing out in one tab signs out the other.
+  await first.client.signOut({ atProvider: false });
+  await settle();
+  assert.equal(second.client.session, null);
+  assert.equal(second.window.sessionStorage.getItem('credbroker.session'), null);
+}));

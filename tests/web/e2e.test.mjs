@@ -112,10 +112,10 @@ async function callWhoami(page) {
 }
 
 /** The request the service worker sends for `method url` (the page's own is never sent). */
-function sentByWorker(context, method, url) {
+function sentByWorker(context, method, url, timeout = STEP_MS) {
   return context.waitForEvent('request', {
     predicate: (r) => !!r.serviceWorker() && r.method() === method && r.url() === url,
-    timeout: STEP_MS,
+    timeout,
   });
 }
 
@@ -153,6 +153,48 @@ async function workerRequestsDuring(context, url, action) {
     context.off('request', listener);
   }
   return seen;
+}
+
+/**
+ * What a script of the app's origin finds in every storage it can read: sessionStorage and
+ * localStorage (this tab's), every IndexedDB database (the worker's included) and every cache.
+ */
+async function dumpStorage() {
+  const found = [];
+  for (const store of [sessionStorage, localStorage]) {
+    for (let i = 0; i < store.length; i++) found.push(store.key(i), store.getItem(store.key(i)));
+  }
+  const request = (r) => new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  for (const { name } of await indexedDB.databases()) {
+    const db = await request(indexedDB.open(name));
+    for (const store of db.objectStoreNames) found.push(name, JSON.stringify(await request(db.transaction(store).objectStore(store).getAll())));
+    db.close();
+  }
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const entry of await cache.keys()) found.push(entry.url, await (await cache.match(entry)).text());
+  }
+  return found.join('\n');
+}
+
+/**
+ * Clicks "Sign out" and waits for the whole round trip: the dev provider's logout (RP-initiated,
+ * after the worker and the other tabs were told) and the way back, so that the test's next
+ * navigation is not aborted by it.
+ */
+async function signOutAndReturn(page, base) {
+  const loggedOut = page.waitForRequest((r) => r.url().startsWith(`${base}dev-idp/logout?`));
+  const back = page.waitForEvent('framenavigated', {
+    predicate: (frame) => frame === page.mainFrame() && frame.url().startsWith(base) && !frame.url().includes('/dev-idp/'),
+  });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await loggedOut;
+  await back;
+  await page.waitForLoadState('load');
+  await page.locator('#signin').waitFor();
 }
 
 /** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
@@ -204,6 +246,19 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
   });
 
   const step = stepper(t, page, stack);
+
+  // Every secret the browser is handed (the broker's credentials, the provider's tokens), to
+  // look for in storage later.
+  const secrets = new Set();
+  context.on('response', async (response) => {
+    const { pathname } = new URL(response.url());
+    if (!['/auth/signin/dev', '/dev-idp/token'].includes(pathname) || response.status() !== 200) return;
+    const body = await response.json().catch(() => ({}));
+    const { secretAccessKey, sessionToken } = body.credentials ?? {};
+    for (const value of [secretAccessKey, sessionToken, body.identityAssertion, body.refresh_token, body.id_token]) {
+      if (value) secrets.add(value);
+    }
+  });
 
   let firstKey;
   let identityId;
@@ -260,6 +315,19 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller), 'the app page is not controlled by the service worker');
     await page.waitForFunction(() => document.querySelector('img[alt="credbroker logo"]')?.complete);
     assert.ok(await page.locator('img[alt="credbroker logo"]').evaluate((img) => img.naturalWidth > 0), 'the logo did not load');
+  });
+
+  await step('an uploaded page of the same origin finds no secret key, session token or token in any storage', async () => {
+    assert.ok(secrets.size >= 4, `the test saw the secrets it looks for (${secrets.size})`);
+    const uploaded = `${base}uploads/report.html`;
+    await context.route(uploaded, (route) => route.fulfill({ contentType: 'text/html; charset=utf-8', body: '<!doctype html><p>Quarterly report</p>' }));
+    await navigates(page, uploaded, () => page.evaluate((url) => location.assign(url), uploaded));
+    const dump = await page.evaluate(dumpStorage);
+    // The dump does read storage: who is signed in is there (the page's and the worker's).
+    assert.ok(dump.includes(identityId) && dump.includes('credbroker-sw'), `the dump reads storage: ${dump.slice(0, 300)}`);
+    for (const secret of secrets) assert.ok(!dump.includes(secret), `a secret (${secret.slice(0, 6)}…) is readable in storage`);
+    await navigates(page, appUrl, () => page.evaluate((url) => location.assign(url), appUrl));
+    await page.getByRole('heading', { name: 'Hello, Bob Admin!' }).waitFor();
   });
 
   await step('follows a plain link to another app page', async () => {
@@ -338,15 +406,24 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
     assert.equal(await page.locator('p').first().textContent(), `File hello e2e.txt, ${content.length} bytes.`);
   });
 
-  await step('a service worker restarted by the browser still signs, with credentials from IndexedDB', async () => {
+  await step('a service worker stopped by the browser comes back without a key and gets one through the sign-in page', async () => {
     const cdp = await context.newCDPSession(page);
     await cdp.send('ServiceWorker.enable');
     await cdp.send('ServiceWorker.stopAllWorkers');
     await cdp.detach();
-    const sent = sentByWorker(context, 'GET', `${appUrl}about`);
-    await page.goto(`${appUrl}about`);
-    await page.getByRole('heading', { name: 'About' }).waitFor();
+    const visited = [];
+    const record = (frame) => frame === page.mainFrame() && visited.push(frame.url());
+    page.on('framenavigated', record);
+    // The detour: the worker waits for an answer from open client pages (there are none), the
+    // sign-in page asks the tabs and the worker, then signs in silently at the provider.
+    const detourMs = 2 * STEP_MS;
+    const sent = sentByWorker(context, 'GET', `${appUrl}about`, detourMs);
+    // A same-origin link: only the missing key can send it through the sign-in page.
+    await page.evaluate((url) => location.assign(url), `${appUrl}about`);
+    await page.getByRole('heading', { name: 'About' }).waitFor({ timeout: detourMs });
+    page.off('framenavigated', record);
     assertSigned(await sent, 'host;x-amz-date;x-amz-security-token');
+    assert.ok(visited.includes(`${base}?next=${encodeURIComponent('/api/app/about')}`), `went ${visited.join(' -> ')}`);
   });
 
   await step('renews the credentials after they expire and keeps calling the API', async () => {
@@ -442,8 +519,7 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
       await page.locator('#session').waitFor();
       await page.waitForTimeout(300);
       assert.equal(page.url(), start, `after sign-in with next=${next}`);
-      await page.getByRole('button', { name: 'Sign out' }).click();
-      await page.locator('#signin').waitFor();
+      await signOutAndReturn(page, base);
     }
     assert.deepEqual(offsite, []);
     await context.unroute(`${EVIL}**`);

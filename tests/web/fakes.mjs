@@ -145,6 +145,8 @@ export class FakeServers {
     this.refreshNonce = undefined;
     this.issued = 0;
     this.api = null; // optional (request, body) => Response override
+    this.throttle = 0; // how many sign-ins to answer 429 pool_throttled, as a broker past Cognito's quota
+    this.retryAfter = '2';
     this.signer = createSigner({ region: REGION, service: 'execute-api' });
   }
 
@@ -210,6 +212,11 @@ export class FakeServers {
   #signin(u, body) {
     const { id_token: idToken } = JSON.parse(body);
     if (!idToken) return this.#json({ status: 400, code: 'missing_token' }, 400);
+    if (this.throttle > 0) {
+      this.throttle--;
+      const problem = { status: 429, code: 'pool_throttled', title: 'Too many sign-ins right now' };
+      return this.#json(problem, 429, { 'retry-after': this.retryAfter });
+    }
     this.issued++;
     const now = this.serverTime();
     return this.#json({

@@ -148,17 +148,41 @@ test('an image (no-cors) request is signed too, as same-origin so Authorization 
   assert.equal(gateway.calls.at(-1).init.mode, 'same-origin');
 });
 
-test('credentials survive a worker restart (IndexedDB)', async () => {
+test('the key stays in memory: after a restart the worker takes it again from an open page', async () => {
+  await message(credentialsMessage());
+  // Page scripts of this origin can read IndexedDB: it holds no key and no token.
+  assert.doesNotMatch(JSON.stringify([...idbData.values()]), /secret-7|token-7|assertion-7/);
+  assert.ok(idbData.get('current').expiration > clock.now(), 'it knows a session is open');
   await startWorker();
+  const asked = [];
+  // An app page under the scope (server-rendered: it would never answer) is not even asked.
+  pages.push({ url: `${ORIGIN}/api/app/`, postMessage: () => assert.fail('a page under the scope was asked') });
+  pages.push({
+    url: `${ORIGIN}/`,
+    postMessage: (data, [port]) => {
+      asked.push(data.type);
+      port.postMessage(credentialsMessage());
+    },
+  });
   const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.deepEqual(asked, ['credbroker:need-credentials']);
   assert.equal(response.status, 200);
   assert.match(new Headers(gateway.calls.at(-1).init.headers).get('authorization'), /Credential=ASIA7\//);
+  pages.splice(1);
+  // Restarted with only the app's own page open: a navigation goes to the sign-in page, unsigned.
+  await startWorker();
+  const before = gateway.calls.length;
+  const nav = await dispatch(new Request(`${ORIGIN}/api/app/`), 'navigate');
+  assert.equal(nav.status, 303);
+  assert.equal(gateway.calls.length, before);
+  pages.length = 0;
 });
 
 test('expiring credentials: open pages are asked; without an answer, sign in again', async () => {
   await message(credentialsMessage(2_000));
   const asked = [];
   pages.push({
+    url: `${ORIGIN}/`,
     postMessage: (data, [port]) => {
       asked.push(data.type);
       port.postMessage({ type: 'credbroker:no-credentials', reason: 'login_required' });
@@ -175,7 +199,7 @@ test('expiring credentials: open pages are asked; without an answer, sign in aga
 
 test('a page that answers with fresh credentials keeps requests flowing', async () => {
   await message(credentialsMessage(2_000));
-  pages.push({ postMessage: (_data, [port]) => port.postMessage(credentialsMessage()) });
+  pages.push({ url: `${ORIGIN}/`, postMessage: (_data, [port]) => port.postMessage(credentialsMessage()) });
   const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
   assert.equal(response.status, 200);
   pages.length = 0;
@@ -197,7 +221,8 @@ test('messages from anything but a window of this origin are ignored', async () 
     // Not even acknowledged (a handled message is: see above).
     assert.deepEqual(await message({ type: 'credbroker:signout' }, source), []);
   }
-  assert.ok(idbData.get('current').credentials, 'still signed in');
+  const response = await dispatch(new Request(`${ORIGIN}/api/whoami`));
+  assert.equal(response.status, 200, 'still signed in');
 });
 
 test('the sign-in page comes from the script URL, and only as a same-origin path', async () => {
