@@ -27,35 +27,16 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
 use lambda_http::request::RequestContext;
 use serde_json::{Value, json};
 use support::{
-    MotoServer, broker_config, corp_claims, create_identity_pool, free_port, issuer_with_rsa_key, sign_in,
+    MotoServer, broker_config, corp_claims, create_identity_pool, free_port, issuer_with_rsa_key, moto_json,
+    sign_in,
 };
 use tower::ServiceExt;
 use url::Url;
 
-/// One KMS JSON call to moto. Moto picks the service from the `Authorization` header's credential
-/// scope and checks no signature, so a dummy one names `kms`.
-async fn kms(moto: &MotoServer, action: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(format!("{}/", moto.endpoint))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("TrentService.{action}"))
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("moto answers");
-    let status = answer.status();
-    let text = answer.text().await.expect("moto body");
-    assert!(status.is_success(), "moto refused {action}: {status} {text}");
-    serde_json::from_str(&text).expect("moto answers JSON")
-}
-
 /// A new KMS key of `spec` and `usage` in moto; its ARN.
 async fn create_key(moto: &MotoServer, spec: &str, usage: &str) -> String {
-    let answer = kms(moto, "CreateKey", json!({"KeySpec": spec, "KeyUsage": usage})).await;
+    let body = json!({"KeySpec": spec, "KeyUsage": usage});
+    let answer = moto_json(moto, "kms", "TrentService.CreateKey", body).await;
     answer["KeyMetadata"]["Arn"]
         .as_str()
         .expect("a key ARN")
