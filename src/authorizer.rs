@@ -13,17 +13,25 @@
 //! Answers, as API Gateway reads them:
 //! - a verified caller with at least one matching access rule: an `Allow` policy on the routes of
 //!   every matching rule, with the identity in `context`;
-//! - a verified caller no access rule admits, or whose provider `require` rule fails: an explicit
-//!   `Deny` on the whole stage (API Gateway answers 403);
+//! - a verified caller no access rule admits, whose provider `require` rule fails, or whose
+//!   access token lacks a required scope (`insufficient_scope`, RFC 6750 §3.1: a valid token
+//!   short of scope is 403, not 401): an explicit `Deny` on the whole stage (API Gateway answers
+//!   403). A Lambda authorizer can only Allow, Deny or fail `Unauthorized`, so the RFC's
+//!   `WWW-Authenticate: Bearer error="insufficient_scope"` header cannot come from here; the
+//!   `code` is in the log line;
 //! - no bearer token or a token that fails verification: [`Refusal::Unauthorized`], which the
 //!   Lambda reports as the error `Unauthorized` (API Gateway answers 401);
 //! - the provider's keys cannot be fetched: [`Refusal::Failed`] (API Gateway answers 500).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequest,
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+};
+use lambda_http::aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{AccessRule, AuthorizerConfig};
@@ -39,6 +47,8 @@ pub const MAX_PATTERN_CHARS: usize = 256;
 const MAX_CONTEXT_VALUE_CHARS: usize = 1024;
 /// The IAM action API Gateway authorizes.
 const INVOKE: &str = "execute-api:Invoke";
+/// The IAM policy language version.
+const POLICY_VERSION: &str = "2012-10-17";
 
 /// One route pattern of an access rule: `METHOD /path`, e.g. `GET /reports/*` or `* /admin/*`.
 ///
@@ -150,77 +160,60 @@ impl ApiArn {
     }
 }
 
-/// The part of an API Gateway REQUEST authorizer event the authorizer reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerEvent {
-    /// `TOKEN` or `REQUEST`.
-    #[serde(default, rename = "type")]
-    pub kind: String,
-    /// The ARN of the method being called.
-    #[serde(default)]
-    pub method_arn: String,
-    /// Request headers (API Gateway sends `null` when there are none).
-    #[serde(default)]
-    pub headers: Option<BTreeMap<String, String>>,
-    /// A TOKEN authorizer's identity source value.
-    #[serde(default)]
-    pub authorization_token: Option<String>,
+/// An API Gateway Lambda authorizer event, as `aws_lambda_events` models it: a `REQUEST`
+/// authorizer's (headers, request context, ...) or a `TOKEN` authorizer's (the identity source
+/// value alone), told apart by the event's `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "UPPERCASE")]
+pub enum AuthorizerEvent {
+    /// A TOKEN authorizer's event: `authorizationToken` and `methodArn`.
+    Token(ApiGatewayCustomAuthorizerRequest),
+    /// A REQUEST authorizer's event.
+    Request(Box<ApiGatewayCustomAuthorizerRequestTypeRequest>),
 }
 
 impl AuthorizerEvent {
-    /// The token of an `Authorization: Bearer <token>` header (any case of the header name and
-    /// scheme), or of a TOKEN authorizer's `authorizationToken` in that form.
+    /// The ARN of the method being called (empty when the event has none).
+    pub fn method_arn(&self) -> &str {
+        match self {
+            AuthorizerEvent::Token(event) => event.method_arn.as_deref(),
+            AuthorizerEvent::Request(event) => event.method_arn.as_deref(),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The token of the `Authorization` header (any case of the name), or of a TOKEN
+    /// authorizer's `authorizationToken`: `Bearer <token>` (any case of the scheme), or the bare
+    /// token. Both forms are what clients of the authorizers this one replaces send: API Gateway's
+    /// own JWT authorizer takes "only the token, or the token prefixed with Bearer" (API Gateway
+    /// developer guide, "Control access to HTTP APIs with JWT authorizers"), and a TOKEN
+    /// authorizer such as the Python one in the README's migration guide reads
+    /// `authorizationToken` as the JWT itself. Any other scheme (`Basic ...`) is no token.
     pub fn bearer_token(&self) -> Option<&str> {
-        let header = self
-            .headers
-            .iter()
-            .flatten()
-            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .map(|(_, value)| value.as_str())
-            .or(self.authorization_token.as_deref())?;
-        let (scheme, token) = header.trim().split_once(' ')?;
-        let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+        let header = match self {
+            AuthorizerEvent::Token(event) => event.authorization_token.as_deref(),
+            // Header names are case-insensitive in a `HeaderMap`; a value that is not visible
+            // ASCII cannot hold a JWT.
+            AuthorizerEvent::Request(event) => event
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok()),
+        }?
+        .trim();
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            Some(_) => return None,
+            // `Bearer` alone is the scheme with no token.
+            None if header.eq_ignore_ascii_case("bearer") => return None,
+            None => header,
+        };
+        (!token.is_empty() && !token.contains(' ')).then_some(token)
     }
 }
 
-/// An IAM policy answer, in the shape API Gateway expects from a Lambda authorizer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerResponse {
-    /// Who the caller is (the verified subject).
-    pub principal_id: String,
-    /// What the caller may invoke.
-    pub policy_document: PolicyDocument,
-    /// The identity, for the backend (`event.requestContext.authorizer` in Lambda proxy events).
-    pub context: Map<String, Value>,
-}
-
-/// An IAM policy document.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PolicyDocument {
-    /// Always `2012-10-17`.
-    #[serde(rename = "Version")]
-    pub version: &'static str,
-    /// One statement.
-    #[serde(rename = "Statement")]
-    pub statement: Vec<Statement>,
-}
-
-/// One statement on `execute-api:Invoke`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Statement {
-    /// `execute-api:Invoke`.
-    #[serde(rename = "Action")]
-    pub action: &'static str,
-    /// `Allow` or `Deny`.
-    #[serde(rename = "Effect")]
-    pub effect: &'static str,
-    /// Resource ARNs.
-    #[serde(rename = "Resource")]
-    pub resource: Vec<String>,
-}
+/// An IAM policy answer, in the shape API Gateway expects from a Lambda authorizer; `context`
+/// carries the identity for the backend (`event.requestContext.authorizer` in Lambda proxy events).
+pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Map<String, Value>>;
 
 /// Why no policy is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -257,7 +250,7 @@ impl Authorizer {
         verifier: &Verifier,
         event: &AuthorizerEvent,
     ) -> Result<AuthorizerResponse, Refusal> {
-        let api = ApiArn::from_method_arn(&event.method_arn)
+        let api = ApiArn::from_method_arn(event.method_arn())
             .ok_or_else(|| Refusal::Failed("the event's methodArn is not an execute-api ARN".into()))?;
         let token = event.bearer_token().ok_or(Refusal::Unauthorized)?;
         match verifier.verify_bearer(token).await {
@@ -300,11 +293,12 @@ impl Authorizer {
         if resources.is_empty() {
             return deny(verified.subject.clone(), api, context);
         }
-        AuthorizerResponse {
-            principal_id: verified.subject.clone(),
-            policy_document: policy("Allow", resources),
+        answer(
+            verified.subject.clone(),
+            IamPolicyEffect::Allow,
+            resources,
             context,
-        }
+        )
     }
 
     /// The identity for the backend: provider, subject, issuer and the configured claims.
@@ -331,23 +325,35 @@ impl Authorizer {
     }
 }
 
-fn policy(effect: &'static str, resource: Vec<String>) -> PolicyDocument {
-    PolicyDocument {
-        version: "2012-10-17",
-        statement: vec![Statement {
-            action: INVOKE,
-            effect,
-            resource,
-        }],
-    }
+/// The answer for `principal_id`: one statement with `effect` on `resource`.
+fn answer(
+    principal_id: String,
+    effect: IamPolicyEffect,
+    resource: Vec<String>,
+    context: Map<String, Value>,
+) -> AuthorizerResponse {
+    // The `aws_lambda_events` types are `#[non_exhaustive]`: built from their defaults.
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec![INVOKE.to_owned()];
+    statement.effect = effect;
+    statement.resource = resource;
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some(POLICY_VERSION.to_owned());
+    policy.statement = vec![statement];
+    let mut response = AuthorizerResponse::default();
+    response.principal_id = Some(principal_id);
+    response.policy_document = policy;
+    response.context = context;
+    response
 }
 
 fn deny(principal_id: String, api: &ApiArn, context: Map<String, Value>) -> AuthorizerResponse {
-    AuthorizerResponse {
+    answer(
         principal_id,
-        policy_document: policy("Deny", vec![api.everything()]),
+        IamPolicyEffect::Deny,
+        vec![api.everything()],
         context,
-    }
+    )
 }
 
 #[cfg(test)]
@@ -438,7 +444,7 @@ mod tests {
     fn the_policy_covers_every_allowed_route_not_just_this_request() {
         let answer = authorizer(RULES).policy_for(&caller(json!({"groups": ["admins"]})), &api());
         let statement = &answer.policy_document.statement[0];
-        assert_eq!(statement.effect, "Allow");
+        assert_eq!(statement.effect, IamPolicyEffect::Allow);
         let prefix = api().0;
         assert_eq!(
             statement.resource,
@@ -448,7 +454,7 @@ mod tests {
                 format!("{prefix}/*/admin/*")
             ]
         );
-        assert_eq!(answer.principal_id, "user-1");
+        assert_eq!(answer.principal_id.as_deref(), Some("user-1"));
     }
 
     #[test]
@@ -465,7 +471,7 @@ mod tests {
     fn a_caller_no_rule_admits_gets_an_explicit_deny_on_the_stage() {
         let only_admins = authorizer("[[allow]]\nwhen = \"groups:admins\"\nroutes = [\"* /*\"]\n");
         let answer = only_admins.policy_for(&caller(json!({"groups": "staff"})), &api());
-        assert_eq!(answer.policy_document.statement[0].effect, "Deny");
+        assert_eq!(answer.policy_document.statement[0].effect, IamPolicyEffect::Deny);
         assert_eq!(answer.policy_document.statement[0].resource, [api().everything()]);
     }
 
@@ -499,18 +505,20 @@ mod tests {
         let shape = serde_json::to_value(&answer).unwrap();
         assert_eq!(shape["principalId"], "user-1");
         assert_eq!(shape["policyDocument"]["Version"], "2012-10-17");
-        assert_eq!(
-            shape["policyDocument"]["Statement"][0]["Action"],
-            "execute-api:Invoke"
-        );
+        let statement = &shape["policyDocument"]["Statement"][0];
+        assert_eq!(statement["Action"], json!(["execute-api:Invoke"]));
+        assert_eq!(statement["Effect"], "Allow");
+        assert!(statement.get("Condition").is_none(), "{statement}");
         assert_eq!(shape["context"]["provider"], "corp");
     }
 
     #[test]
     fn the_bearer_token_comes_from_the_authorization_header() {
-        let event = |headers: Value| AuthorizerEvent {
-            headers: serde_json::from_value(headers).unwrap(),
-            ..AuthorizerEvent::default()
+        let event = |headers: Value| -> AuthorizerEvent {
+            serde_json::from_value(json!({
+                "type": "REQUEST", "methodArn": METHOD_ARN, "headers": headers, "requestContext": {}
+            }))
+            .unwrap()
         };
         assert_eq!(
             event(json!({"authorization": "Bearer a.b.c"})).bearer_token(),
@@ -521,14 +529,44 @@ mod tests {
             Some("a.b.c")
         );
         assert_eq!(event(json!({"Authorization": "Basic abc"})).bearer_token(), None);
+        // The bare token, as clients of API Gateway's JWT and Cognito authorizers send it.
+        assert_eq!(
+            event(json!({"Authorization": " a.b.c "})).bearer_token(),
+            Some("a.b.c")
+        );
+        assert_eq!(event(json!({"Authorization": "   "})).bearer_token(), None);
         assert_eq!(event(json!({"Authorization": "Bearer "})).bearer_token(), None);
         assert_eq!(event(json!({"Authorization": "Bearer a b"})).bearer_token(), None);
         assert_eq!(event(json!(null)).bearer_token(), None);
-        let token_event = AuthorizerEvent {
-            authorization_token: Some("Bearer x.y.z".into()),
-            ..AuthorizerEvent::default()
-        };
+        assert_eq!(event(json!(null)).method_arn(), METHOD_ARN);
+        let token_event: AuthorizerEvent = serde_json::from_value(json!({
+            "type": "TOKEN", "methodArn": METHOD_ARN, "authorizationToken": "Bearer x.y.z"
+        }))
+        .unwrap();
         assert_eq!(token_event.bearer_token(), Some("x.y.z"));
+        assert_eq!(token_event.method_arn(), METHOD_ARN);
+    }
+
+    #[test]
+    fn events_of_an_unknown_type_are_refused() {
+        let unknown =
+            serde_json::from_value::<AuthorizerEvent>(json!({"type": "JWT", "methodArn": METHOD_ARN}));
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn the_api_gateway_fixtures_parse() {
+        for (fixture, token) in [
+            ("apigw-authorizer-bearer.json", Some("${ID_TOKEN}")),
+            ("apigw-authorizer-malformed-token.json", Some("not-a-jwt")),
+            ("apigw-authorizer-no-token.json", None),
+        ] {
+            let path = format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let event: AuthorizerEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(event.bearer_token(), token, "{fixture}");
+            assert!(ApiArn::from_method_arn(event.method_arn()).is_some(), "{fixture}");
+        }
     }
 
     #[test]

@@ -331,13 +331,17 @@ fn full_jitter(retries_so_far: u32) -> Duration {
     let ceiling = THROTTLE_FIRST_BACKOFF
         .saturating_mul(1u32 << retries_so_far.min(16))
         .min(THROTTLE_MAX_BACKOFF);
+    ceiling.mul_f64(random_fraction())
+}
+
+/// A uniformly random number in `[0, 1]`, for jitter. Without randomness (never on a working
+/// system) it is 1, so a jittered pause is at its bound: longer, never unbounded.
+pub fn random_fraction() -> f64 {
     let mut random = [0u8; 4];
-    // Without randomness (never on a working system) the pause is the ceiling: still bounded.
-    let fraction = match aws_lc_rs::rand::fill(&mut random) {
+    match aws_lc_rs::rand::fill(&mut random) {
         Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
         Err(_) => 1.0,
-    };
-    ceiling.mul_f64(fraction)
+    }
 }
 
 #[cfg(test)]

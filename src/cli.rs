@@ -77,7 +77,7 @@ struct DevArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pool_latency_ms: u64,
     /// Emulate Cognito's request-rate quotas: bare for the defaults (GetId 25/s,
-    /// GetCredentialsForIdentity 200/s, GetOpenIdTokenForDeveloperIdentity 25/s), or
+    /// GetCredentialsForIdentity 200/s, GetOpenIdTokenForDeveloperIdentity 200/s), or
     /// `GetId=N,GetCredentialsForIdentity=N,GetOpenIdTokenForDeveloperIdentity=N`.
     #[arg(long, num_args = 0..=1, default_missing_value = "default", value_parser = parse_quotas)]
     pool_quota: Option<Quotas>,

@@ -1450,4 +1450,21 @@ mod tests {
         let unknown = error_for("[identity]\nkms_key_id = \"a\"\nkey = \"b\"\n");
         assert!(unknown.contains("identity"), "{unknown}");
     }
+
+    /// The README's Okta, Auth0 and Keycloak recipes are configuration that starts, with each
+    /// issuer kept as written.
+    #[test]
+    fn the_readme_recipes_are_valid_configuration() {
+        let recipes = include_str!("../README.md")
+            .split("### Recipes")
+            .nth(1)
+            .and_then(|section| section.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("the README has a recipes block");
+        let config = Config::from_toml(recipes).unwrap_or_else(|e| panic!("{e}"));
+        let issuer = |name: &str| config.providers[name].issuer.as_ref().unwrap().to_string();
+        assert_eq!(issuer("auth0"), "https://TENANT.auth0.com/");
+        assert_eq!(issuer("okta"), "https://ORG.okta.com");
+        assert_eq!(issuer("keycloak"), "https://HOST/realms/REALM");
+    }
 }

@@ -110,6 +110,8 @@ impl ApiError {
             }
             ApiError::UnknownProvider(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Token(TokenError::KeysUnavailable(_)) => StatusCode::BAD_GATEWAY,
+            // RFC 6750 §3.1: a valid token short of the scope a resource needs is 403.
+            ApiError::Token(error) if error.code() == "insufficient_scope" => StatusCode::FORBIDDEN,
             ApiError::Token(_) => StatusCode::UNAUTHORIZED,
             ApiError::RuleDenied(_) | ApiError::OriginNotAllowed(_) | ApiError::IdentityRefused { .. } => {
                 StatusCode::FORBIDDEN
@@ -170,6 +172,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
         }
+        if code == "insufficient_scope" {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
+            );
+        }
         if let Some(after) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
         }
@@ -223,6 +231,15 @@ mod tests {
             (ApiError::Token(TokenError::KeysUnavailable("down".into())), 502),
             (ApiError::Token(TokenError::TooLarge { max: 1, found: 2 }), 413),
             (ApiError::BodyTooLarge(10), 413),
+            (
+                ApiError::Token(TokenError::WrongClaim {
+                    code: "insufficient_scope",
+                    claim: "scope",
+                    expected: "read".into(),
+                    found: "write".into(),
+                }),
+                403,
+            ),
             (ApiError::UnsupportedMediaType("text/plain".into()), 415),
             (
                 ApiError::IdentitySigning(SigningError::Unavailable("throttled".into())),

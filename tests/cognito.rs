@@ -12,6 +12,7 @@ mod support;
 use credbroker::authorizer::{Authorizer, AuthorizerEvent, Refusal};
 use credbroker::config::Config;
 use credbroker::verifier::Verifier;
+use lambda_http::aws_lambda_events::iam::IamPolicyEffect;
 use serde_json::{Value, json};
 use support::{MotoServer, assert_problem, create_identity_pool, moto_json, sign_in, start_broker};
 
@@ -213,13 +214,14 @@ fn event(token: &str) -> AuthorizerEvent {
         "type": "REQUEST",
         "methodArn": METHOD_ARN,
         "headers": {"Authorization": format!("Bearer {token}")},
+        "requestContext": {},
     }))
     .expect("event")
 }
 
 fn allowed_routes(answer: &credbroker::authorizer::AuthorizerResponse) -> Vec<String> {
     let statement = &answer.policy_document.statement[0];
-    assert_eq!(statement.effect, "Allow");
+    assert_eq!(statement.effect, IamPolicyEffect::Allow);
     let prefix = "arn:aws:execute-api:us-east-1:123456789012:api1/prod/";
     statement
         .resource
@@ -243,6 +245,13 @@ async fn the_authorizer_reads_cognito_groups_and_custom_attributes() {
     assert_eq!(alice.context["issuer"], pool.issuer());
     let bob = authorizer.authorize(&verifier, &event(&bob_id)).await.unwrap();
     assert_eq!(allowed_routes(&bob), ["GET/me"]);
+    // A TOKEN authorizer's event with the bare token, as the Python authorizer's clients send it.
+    let token_event: AuthorizerEvent = serde_json::from_value(json!({
+        "type": "TOKEN", "methodArn": METHOD_ARN, "authorizationToken": bob_id,
+    }))
+    .expect("event");
+    let bare = authorizer.authorize(&verifier, &token_event).await.unwrap();
+    assert_eq!(allowed_routes(&bare), ["GET/me"]);
 
     // Not opted in: an access token is refused (401), never silently treated as an ID token.
     let refused = authorizer.authorize(&verifier, &event(&alice_access)).await;
@@ -277,10 +286,15 @@ async fn opted_in_access_tokens_are_checked_for_client_and_scope() {
     );
     let missing = "accept_access_tokens = true\naccess_token_scopes = [\"https://api.example.com/read\"]";
     let (verifier, authorizer) = authorizer_for(&pool, missing).await;
-    let refused = authorizer.authorize(&verifier, &event(&alice_access)).await;
-    assert_eq!(refused.unwrap_err(), Refusal::Unauthorized);
+    // RFC 6750 §3.1: a valid token short of scope is refused with 403, an explicit Deny.
+    let refused = authorizer
+        .authorize(&verifier, &event(&alice_access))
+        .await
+        .unwrap();
+    assert_eq!(refused.policy_document.statement[0].effect, IamPolicyEffect::Deny);
     let direct = verifier.verify_bearer(&alice_access).await.unwrap_err();
     assert_eq!(direct.code(), "insufficient_scope");
+    assert_eq!(direct.status(), 403);
 
     // Another app client's access token: its `client_id` is not one of `audiences`.
     let other = idp(

@@ -374,7 +374,7 @@ async fn pool_answers_with_and_without_trailing_slash() {
         stack
             .post(path, TARGET_GET_ID, AMZ_JSON, body.clone())
             .await
-            .assert_error(404, "ResourceNotFoundException");
+            .assert_error(400, "ResourceNotFoundException");
     }
 }
 

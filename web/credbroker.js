@@ -272,7 +272,15 @@ export class CredbrokerClient extends EventTarget {
     // A sign-in callback being handled brings its own session.
     if (this.#session || !saved || isCallback(this.#env.window.location.href)) return this.session;
     this.#clock.skewMs = skewMs;
-    return this.#renewOnce(saved).catch(() => {
+    // One silent sign-in across the tabs a restored browser reloads at once: the first to get the
+    // renewal lock signs in; the others, holding it next, ask the tabs again and take its session.
+    const resume = async () => this.#session ? this.session : this.#renewOnce(saved);
+    const locks = this.#env.locks;
+    const exclusive = async () => {
+      if (!this.#session) await this.#askTabs();
+      return resume();
+    };
+    return (locks ? locks.request(RENEW_LOCK, exclusive) : resume()).catch(() => {
       if (!this.#session) this.#env.storage?.removeItem(SESSION_KEY);
       return this.session;
     });

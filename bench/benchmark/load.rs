@@ -52,11 +52,16 @@ impl Target {
 /// An HTTP client for loopback benchmarking: no proxy (an `HTTP_PROXY` in the environment must
 /// not reroute loopback traffic), HTTP/1.1 like browsers and API Gateway's clients, bounded waits.
 pub fn client() -> Result<reqwest::Client, String> {
+    client_with_timeout(REQUEST_TIMEOUT)
+}
+
+/// [`client`] with another bound on one answer.
+pub fn client_with_timeout(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))

@@ -175,12 +175,17 @@ pub async fn wait_until_answering(server: &Server) -> Result<(), String> {
     Err(format!("{url} did not answer 200 within {START_TIMEOUT:?}"))
 }
 
-/// An ID token from the dev provider of a running dev stack (valid for an hour).
+/// An ID token for `bench-user` from the dev provider of a running dev stack (valid for an hour).
 pub async fn mint_token(client: &reqwest::Client, dev: &Server) -> Result<String, String> {
+    mint_token_for(client, dev, "bench-user").await
+}
+
+/// An ID token for `sub` from the dev provider of a running dev stack (valid for an hour).
+pub async fn mint_token_for(client: &reqwest::Client, dev: &Server, sub: &str) -> Result<String, String> {
     let url = format!("{}dev-idp/mint", dev.base);
     let response = client
         .post(&url)
-        .json(&json!({"sub": "bench-user", "claims": {}}))
+        .json(&json!({"sub": sub, "claims": {}}))
         .send()
         .await
         .map_err(|e| format!("cannot reach {url}: {e}"))?;

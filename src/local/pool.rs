@@ -193,9 +193,12 @@ impl std::fmt::Debug for DeveloperProvider {
 }
 
 /// Cognito's default request-rate quotas per account and Region, in requests per second, from
-/// "Quotas in Amazon Cognito" (docs.aws.amazon.com/cognito/latest/developerguide/quotas.html,
-/// identity pools table): `GetId` 25, `GetCredentialsForIdentity` 200,
-/// `GetOpenIdTokenForDeveloperIdentity` 25. All three can be raised on request.
+/// "Quotas in Amazon Cognito", table "Amazon Cognito identity pools (federated identities) API
+/// operation request rate quotas" (docs.aws.amazon.com/cognito/latest/developerguide/quotas.html;
+/// read in its published source, awsdocs/amazon-cognito-developer-guide `doc_source/limits.md`
+/// at commit becc0bb9): `GetId` 25, `GetCredentialsForIdentity` 200,
+/// `GetOpenIdTokenForDeveloperIdentity` 200 (and `GetOpenIdToken` 200, which the broker does not
+/// call). All are adjustable on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     /// `GetId` per second.
@@ -211,7 +214,7 @@ impl Default for Quotas {
         Quotas {
             get_id: 25,
             get_credentials: 200,
-            developer_token: 25,
+            developer_token: 200,
         }
     }
 }
@@ -996,32 +999,42 @@ enum ProtocolError {
 }
 
 impl ProtocolError {
-    /// The `__type` and HTTP status Cognito Identity's model gives this error.
+    /// The `__type` and HTTP status Cognito answers for this error. Cognito Identity speaks AWS
+    /// JSON 1.1, and its model (botocore's `data/cognito-identity/2014-06-30/service-2.json`)
+    /// gives none of its exceptions an `httpStatusCode`, so the protocol's default applies: HTTP
+    /// 400 for every client error — `NotAuthorizedException`, `ResourceNotFoundException` and the
+    /// throttling `TooManyRequestsException` included (not 403, 404 or 429) — and 500 only for
+    /// the `InternalErrorException` fault. moto answers its Cognito errors with 400 too. Clients
+    /// (the SDK's error parser and retry classifier, the broker's mapping) go by `__type`.
     fn code_and_status(&self) -> (&'static str, StatusCode) {
-        match self {
-            ProtocolError::InvalidParameter(_) => ("InvalidParameterException", StatusCode::BAD_REQUEST),
-            ProtocolError::NotAuthorized(_) => ("NotAuthorizedException", StatusCode::FORBIDDEN),
-            ProtocolError::ResourceNotFound(_) => ("ResourceNotFoundException", StatusCode::NOT_FOUND),
-            ProtocolError::LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
-            ProtocolError::TooManyRequests(_) => ("TooManyRequestsException", StatusCode::TOO_MANY_REQUESTS),
-            ProtocolError::ResourceConflict(_) => ("ResourceConflictException", StatusCode::CONFLICT),
+        let code = match self {
+            ProtocolError::InvalidParameter(_) => "InvalidParameterException",
+            ProtocolError::NotAuthorized(_) => "NotAuthorizedException",
+            ProtocolError::ResourceNotFound(_) => "ResourceNotFoundException",
+            ProtocolError::LimitExceeded(_) => "LimitExceededException",
+            ProtocolError::TooManyRequests(_) => "TooManyRequestsException",
+            ProtocolError::ResourceConflict(_) => "ResourceConflictException",
+            ProtocolError::ExternalService(_) => "ExternalServiceException",
+            ProtocolError::Signature(error) => error.error_type(),
+            ProtocolError::Serialization(_) | ProtocolError::UnreadableBody { .. } => {
+                "SerializationException"
+            }
+            ProtocolError::UnknownOperation(_) => "UnknownOperationException",
+        };
+        let status = match self {
             // The error types AWS answers for a bad signature (the common errors of every
             // service); like API Gateway, 403 for credentials and signatures, 400 for
             // malformed ones.
-            ProtocolError::Signature(error) => (
-                error.error_type(),
-                match error {
-                    SigV4Error::IncompleteSignature(_)
-                    | SigV4Error::ConflictingAuthentication
-                    | SigV4Error::HeaderNotSigned(_) => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::FORBIDDEN,
-                },
-            ),
-            ProtocolError::ExternalService(_) => ("ExternalServiceException", StatusCode::BAD_REQUEST),
-            ProtocolError::Serialization(_) => ("SerializationException", StatusCode::BAD_REQUEST),
-            ProtocolError::UnknownOperation(_) => ("UnknownOperationException", StatusCode::BAD_REQUEST),
-            ProtocolError::UnreadableBody { status, .. } => ("SerializationException", *status),
-        }
+            ProtocolError::Signature(
+                SigV4Error::IncompleteSignature(_)
+                | SigV4Error::ConflictingAuthentication
+                | SigV4Error::HeaderNotSigned(_),
+            ) => StatusCode::BAD_REQUEST,
+            ProtocolError::Signature(_) => StatusCode::FORBIDDEN,
+            ProtocolError::UnreadableBody { status, .. } => *status,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (code, status)
     }
 
     fn message(&self) -> std::borrow::Cow<'_, str> {

@@ -6,6 +6,7 @@ The emulator runs with --only-lambda-apis and the binaries are started here, so 
 already built (CREDBROKER_BIN_DIR, default target/debug) are reused instead of rebuilt.
 """
 
+import base64
 import json
 import os
 import socket
@@ -164,6 +165,36 @@ def test_signin_serves_the_client_config(signin, stack):
     body = json.loads(answer["body"])
     assert [p["name"] for p in body["providers"]] == ["corp"]
     assert body["providers"][0]["issuer"] == stack["issuer"]
+
+
+def body_bytes(answer):
+    """The response body as API Gateway would send it (lambda_http base64-encodes binary types)."""
+    if answer.get("isBase64Encoded"):
+        return base64.b64decode(answer["body"])
+    return answer["body"].encode()
+
+
+@pytest.mark.parametrize(
+    "fixture, file, content_type",
+    [
+        ("apigw-rest-web-index.json", "index.html", "text/html; charset=utf-8"),
+        ("apigw-rest-web-module.json", "credbroker.js", "text/javascript; charset=utf-8"),
+    ],
+)
+def test_signin_serves_the_embedded_client_under_web(signin, fixture, file, content_type):
+    answer = signin.answer(fixture)
+    assert answer["statusCode"] == 200, answer
+    assert body_bytes(answer) == (ROOT / "web" / file).read_bytes()
+    headers = {name.lower(): values for name, values in answer["multiValueHeaders"].items()}
+    assert headers["content-type"] == [content_type]
+    assert headers["cache-control"] == ["no-cache"]
+    assert headers["etag"][0].startswith('"')
+    assert headers["x-content-type-options"] == ["nosniff"]
+    assert headers["x-frame-options"] == ["SAMEORIGIN"]
+    assert headers["referrer-policy"] == ["same-origin"]
+    [policy] = headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "frame-ancestors 'self'" in policy
+    assert "unsafe-inline" not in policy
 
 
 def test_signin_exchanges_a_valid_token_for_credentials(signin, stack):

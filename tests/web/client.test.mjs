@@ -9,15 +9,14 @@ import { createHash } from 'node:crypto';
 const { createClient, decodeJwtPayload } = await import(
   process.env.CREDBROKER_MINIFIED ? '../../web/credbroker.min.js' : '../../web/credbroker.js'
 );
-import { ORIGIN, FakeClock, FakeServers, fakeWindow, jwt, settle } from './fakes.mjs';
+import { ORIGIN, FakeClock, FakeLocks, FakeServers, fakeDocument, fakeWindow, jwt, settle } from './fakes.mjs';
 import { presign } from '../../web/sigv4.js';
 
 const START = Date.parse('2024-05-01T10:00:00Z');
 const DEV_ISSUER = `${ORIGIN}/dev-idp`;
 
-function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow(), signBody } = {}) {
-  const clock = new FakeClock(START);
-  const servers = new FakeServers(clock, { skewMs, lifetimeMs });
+function setup({ skewMs = 0, lifetimeMs, storage, window = fakeWindow(), signBody, clock = new FakeClock(START), servers } = {}) {
+  servers ??= new FakeServers(clock, { skewMs, lifetimeMs });
   const client = createClient({
     broker: ORIGIN,
     api: `${ORIGIN}/api/`,
@@ -524,4 +523,42 @@ test('a reloaded or new tab takes the credentials from an open tab, over the cha
   await settle();
   assert.equal(second.client.session, null);
   assert.equal(second.window.sessionStorage.getItem('credbroker.session'), null);
+}));
+
+test('a reloaded tab with no tab or worker to take the session from signs in again silently, as the same identity', async () => {
+  const env = setup();
+  await signInWithCode(env);
+  // The reload: same tab storage (who, no key), the provider's session alive for an iframe.
+  env.window.document = fakeDocument(env.servers);
+  const reloaded = setup({ window: env.window, clock: env.clock, servers: env.servers });
+  const session = await reloaded.client.ready;
+  assert.equal(session.identityId, 'eu-west-1:0000');
+  assert.equal((await reloaded.client.credentials()).accessKeyId, 'ASIA2');
+  const [, again] = env.servers.callsTo('/auth/signin/dev');
+  assert.equal(JSON.parse(again.init.body).identity_id, 'eu-west-1:0000', 'the renewal sends the identity id back');
+  assert.doesNotMatch(env.window.sessionStorage.getItem('credbroker.session'), /ASIA2|secret-2|token-2/);
+});
+
+test('tabs a restored browser reloads at once sign in silently once between them (Web Locks)', () => whileAlive(async () => {
+  const first = setup();
+  await signInWithCode(first);
+  const locks = new FakeLocks();
+  const reloads = [];
+  for (let i = 0; i < 3; i++) {
+    // Each restored tab has its own copy of sessionStorage.
+    const window = Object.assign(fakeWindow(), { BroadcastChannel: TestChannel, document: fakeDocument(first.servers), navigator: { locks } });
+    window.sessionStorage.setItem('credbroker.session', first.window.sessionStorage.getItem('credbroker.session'));
+    reloads.push(setup({ window, clock: first.clock, servers: first.servers }));
+  }
+  // The tabs wait a moment (fake time) for each other's answers.
+  const ready = Promise.all(reloads.map((tab) => tab.client.ready));
+  let settled = false;
+  ready.finally(() => (settled = true));
+  for (let i = 0; i < 100 && !settled; i++) await first.clock.wake(100);
+  const sessions = await ready;
+  assert.equal(first.servers.callsTo('/auth/signin/dev').length, 2, 'one sign-in, then one silent sign-in for all three tabs');
+  assert.deepEqual(sessions.map((s) => s?.identityId), ['eu-west-1:0000', 'eu-west-1:0000', 'eu-west-1:0000']);
+  const keys = await Promise.all(reloads.map(async (tab) => (await tab.client.credentials()).accessKeyId));
+  assert.deepEqual(keys, ['ASIA2', 'ASIA2', 'ASIA2']);
+  for (const tab of reloads) await tab.client.signOut({ atProvider: false });
 }));

@@ -274,3 +274,42 @@ export class FakeServers {
     return signed.authorization === auth ? null : 'The request signature we calculated does not match';
   }
 }
+
+/**
+ * A document whose hidden iframes go to the provider with `prompt=none` and come back at once
+ * with a code (the provider's session is alive), as silent renewal sees it.
+ */
+export function fakeDocument(servers) {
+  return {
+    body: { append: (frame) => setImmediate(() => frame.answer()) },
+    createElement() {
+      const onLoad = [];
+      const frame = {
+        src: null,
+        contentWindow: { location: { href: 'about:blank' } },
+        setAttribute() {},
+        remove() {},
+        addEventListener: (type, fn) => type === 'load' && onLoad.push(fn),
+        answer() {
+          const asked = new URL(frame.src).searchParams;
+          const back = new URL(asked.get('redirect_uri'));
+          back.search = new URLSearchParams({ code: servers.authorize(frame.src), state: asked.get('state'), iss: `${ORIGIN}/dev-idp` }).toString();
+          frame.contentWindow.location.href = back.href;
+          for (const fn of onLoad) fn();
+        },
+      };
+      return frame;
+    },
+  };
+}
+
+/** navigator.locks for tabs of one origin: one holder per name at a time, in request order. */
+export class FakeLocks {
+  #tails = new Map();
+  request(name, fn) {
+    const previous = this.#tails.get(name) ?? Promise.resolve();
+    const run = previous.then(() => fn());
+    this.#tails.set(name, run.catch(() => {}));
+    return run;
+  }
+}
