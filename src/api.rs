@@ -16,12 +16,13 @@
 //! (a dependency cycle).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
+use aws_lc_rs::rand::SecureRandom;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +35,7 @@ use crate::assets::{self, WebFiles};
 use crate::broker::{Broker, SignIn};
 use crate::error::ApiError;
 use crate::provider::ClientEndpoints;
+use crate::telemetry;
 use crate::token::Claims;
 
 /// How long browsers may cache a preflight answer, in seconds.
@@ -198,26 +200,131 @@ struct CredentialsBody {
     expiration: String,
 }
 
+/// `POST /auth/signin/{provider}`: the sign-in, its metrics, and its one log line — outcome
+/// code, provider, duration and the request id API Gateway's own logs carry — so an operator can
+/// follow one sign-in end to end. The line never holds the token or the credentials.
 async fn sign_in(
     State(broker): State<Arc<Broker>>,
     Path(provider): Path<String>,
-    gateway: Option<Extension<RequestContext>>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let started = Instant::now();
+    let answer = sign_in_answer(&broker, &provider, &headers, &extensions, body).await;
+    let took = started.elapsed();
+    let (code, status) = match &answer {
+        Ok(_) => (telemetry::OK, StatusCode::OK),
+        Err(error) => (error.code(), error.status()),
+    };
+    let provider = if broker.has_provider(&provider) {
+        provider.as_str()
+    } else {
+        telemetry::UNKNOWN_PROVIDER
+    };
+    telemetry::record_sign_in(provider, code, status, took);
+    tracing::info!(
+        target: "credbroker::signin",
+        request_id = %request_id(&extensions, &headers),
+        lambda_request_id = lambda_request_id(&extensions),
+        provider,
+        code,
+        status = status.as_u16(),
+        duration_ms = took.as_secs_f64() * 1000.0,
+        identity_id = answer.as_ref().ok().map(|(signed_in, _)| signed_in.identity_id.as_str()),
+        "sign-in"
+    );
+    match answer {
+        Ok((signed_in, assertion)) => credentials_response(signed_in, assertion),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The sign-in and, with an identity signer, its assertion (issued as the `/auth` URL API
+/// Gateway routed the request to, unless an issuer is configured).
+async fn sign_in_answer(
+    broker: &Broker,
+    provider: &str,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(SignIn, Option<String>), ApiError> {
     let body = body.map_err(|rejection| body_error(rejection, broker.limits().max_body_bytes))?;
-    let request = sign_in_request(&headers, &body)?;
+    let request = sign_in_request(headers, &body)?;
     let signed_in = broker
-        .renew(&provider, &request.id_token, request.identity_id.as_deref())
+        .renew(provider, &request.id_token, request.identity_id.as_deref())
         .await?;
-    let issuer = gateway.and_then(|Extension(context)| gateway_auth_url(&context, &provider));
+    let issuer = extensions
+        .get::<RequestContext>()
+        .and_then(|context| gateway_auth_url(context, provider));
     let assertion = broker.identity_assertion(&signed_in, issuer.as_deref()).await?;
+    Ok((signed_in, assertion))
+}
+
+fn credentials_response(signed_in: SignIn, assertion: Option<String>) -> Response {
     let mut response = Json(sign_in_body(signed_in, assertion)).into_response();
     // Credentials must never be stored by a browser or an intermediary cache.
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
+}
+
+/// The request id of the gateway in front: API Gateway's (from the Lambda event's request
+/// context, the id its access logs and `x-amzn-RequestId` answer header show), else a
+/// well-formed `x-amzn-requestid` request header (a gateway in front of `credbroker serve`),
+/// else a fresh random id.
+pub fn request_id(extensions: &Extensions, headers: &HeaderMap) -> String {
+    gateway_request_id(extensions)
+        .or_else(|| {
+            headers
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .filter(|id| is_plain_request_id(id))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(fresh_request_id)
+}
+
+/// The request header a gateway may pass its request id in.
+const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+/// Longest request id taken from a header (API Gateway's are 36-character UUIDs).
+const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// Only ids that cannot forge or break a log line: letters, digits, `-`, `_`, `.`, `:`.
+fn is_plain_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn gateway_request_id(extensions: &Extensions) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    let id = match extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV1(context) => context.request_id.as_deref(),
+        RequestContext::ApiGatewayV2(context) => context.request_id.as_deref(),
+        // Other event sources, should `lambda_http` features add them, carry no API Gateway id.
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    id.filter(|id| is_plain_request_id(id)).map(str::to_string)
+}
+
+/// The Lambda invocation's own request id (in Lambda's START/END/REPORT lines and in the
+/// invocation's metrics line), when running in Lambda.
+fn lambda_request_id(extensions: &Extensions) -> Option<&str> {
+    extensions
+        .get::<lambda_http::lambda_runtime::Context>()
+        .map(|context| context.request_id.as_str())
+}
+
+fn fresh_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The system RNG failing leaves zeros: an id that is merely not unique.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {

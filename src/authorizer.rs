@@ -24,6 +24,7 @@
 //! - the provider's keys cannot be fetched: [`Refusal::Failed`] (API Gateway answers 500).
 
 use std::fmt;
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use lambda_http::aws_lambda_events::apigw::{
@@ -36,6 +37,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AccessRule, AuthorizerConfig};
 use crate::provider::VerifiedToken;
+use crate::telemetry::{self, Decision};
 use crate::verifier::Verifier;
 
 /// HTTP methods a route pattern may name; `*` (or `ANY`) stands for all of them.
@@ -244,6 +246,18 @@ impl Authorizer {
         }
     }
 
+    /// [`Authorizer::authorize`], recording the decision and how long it took.
+    pub async fn answer(
+        &self,
+        verifier: &Verifier,
+        event: &AuthorizerEvent,
+    ) -> Result<AuthorizerResponse, Refusal> {
+        let started = Instant::now();
+        let answer = self.authorize(verifier, event).await;
+        telemetry::record_decision(decision_of(&answer), started.elapsed());
+        answer
+    }
+
     /// Answers one event: verifies its bearer token with `verifier` and builds the policy.
     pub async fn authorize(
         &self,
@@ -322,6 +336,24 @@ impl Authorizer {
             context.entry(name.clone()).or_insert(value);
         }
         context
+    }
+}
+
+/// What an answer means to API Gateway.
+pub fn decision_of(answer: &Result<AuthorizerResponse, Refusal>) -> Decision {
+    match answer {
+        Ok(response)
+            if response
+                .policy_document
+                .statement
+                .iter()
+                .all(|statement| matches!(statement.effect, IamPolicyEffect::Allow)) =>
+        {
+            Decision::Allow
+        }
+        Ok(_) => Decision::Deny,
+        Err(Refusal::Unauthorized) => Decision::Unauthorized,
+        Err(Refusal::Failed(_)) => Decision::Error,
     }
 }
 

@@ -41,6 +41,7 @@ use crate::identity::{self, IdentitySigner, KmsIdentitySigner};
 use crate::pool::{
     AwsCredentials, COGNITO_LOGINS_KEY, CognitoPool, IdentityPool, Logins, PoolError, is_identity_id,
 };
+use crate::telemetry;
 use crate::token::Claims;
 use crate::verifier::Verifier;
 
@@ -52,6 +53,13 @@ pub const EXCHANGE_BUDGET: Duration = Duration::from_secs(22);
 pub const THROTTLE_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest pause between two throttled calls, before jitter.
 pub const THROTTLE_MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Cognito Identity operation names: the `operation` label of the pool-call metrics.
+const GET_ID: &str = "GetId";
+/// See [`GET_ID`].
+const GET_CREDENTIALS: &str = "GetCredentialsForIdentity";
+/// See [`GET_ID`].
+const DEVELOPER_LOGIN: &str = "GetOpenIdTokenForDeveloperIdentity";
 
 /// A successful sign-in.
 #[derive(Debug, Clone)]
@@ -122,6 +130,11 @@ impl Broker {
         self.identity_signer.as_deref()
     }
 
+    /// The identity pool tokens are exchanged at.
+    pub fn identity_pool(&self) -> &dyn IdentityPool {
+        self.pool.as_ref()
+    }
+
     /// The identity pool's region.
     pub fn region(&self) -> &str {
         &self.region
@@ -168,16 +181,20 @@ impl Broker {
                 let user_id = developer_user_id(&verified.issuer, &verified.subject);
                 let tags = provider.principal_tags(&verified.claims);
                 let login = budget
-                    .call(|| self.pool.developer_login(developer, &user_id, &tags))
+                    .call(DEVELOPER_LOGIN, || {
+                        self.pool.developer_login(developer, &user_id, &tags)
+                    })
                     .await?;
                 let logins: Logins = [(COGNITO_LOGINS_KEY.to_string(), login.token)].into();
                 let credentials = budget
-                    .call(|| self.pool.get_credentials(&login.identity_id, &logins, role_arn))
+                    .call(GET_CREDENTIALS, || {
+                        self.pool.get_credentials(&login.identity_id, &logins, role_arn)
+                    })
                     .await?;
                 (login.identity_id, credentials)
             }
         };
-        tracing::info!(provider = provider_name, %identity_id, "signed in");
+        tracing::debug!(provider = provider_name, %identity_id, "signed in");
         Ok(SignIn {
             identity_id,
             provider: provider_name.to_string(),
@@ -241,7 +258,9 @@ impl Broker {
     ) -> Result<(String, AwsCredentials), PoolError> {
         if let Some(identity_id) = known_identity_id.filter(|id| is_identity_id(id)) {
             match budget
-                .call(|| self.pool.get_credentials(identity_id, logins, role_arn))
+                .call(GET_CREDENTIALS, || {
+                    self.pool.get_credentials(identity_id, logins, role_arn)
+                })
                 .await
             {
                 Ok(credentials) => return Ok((identity_id.to_string(), credentials)),
@@ -251,9 +270,11 @@ impl Broker {
                 Err(other) => return Err(other),
             }
         }
-        let identity_id = budget.call(|| self.pool.get_id(logins)).await?;
+        let identity_id = budget.call(GET_ID, || self.pool.get_id(logins)).await?;
         let credentials = budget
-            .call(|| self.pool.get_credentials(&identity_id, logins, role_arn))
+            .call(GET_CREDENTIALS, || {
+                self.pool.get_credentials(&identity_id, logins, role_arn)
+            })
             .await?;
         Ok((identity_id, credentials))
     }
@@ -287,15 +308,18 @@ impl Budget {
         }
     }
 
-    /// Runs one pool call within the budget, retrying it while it is throttled and a jittered
-    /// pause still fits. Out of time, the last throttling (or a timeout) is the answer.
-    async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, PoolError>
+    /// Runs one pool call of `operation` within the budget, retrying it while it is throttled
+    /// and a jittered pause still fits. Out of time, the last throttling (or a timeout) is the
+    /// answer. Every attempt's duration and throttling is recorded.
+    async fn call<T, F, Fut>(&mut self, operation: &'static str, mut call: F) -> Result<T, PoolError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, PoolError>>,
     {
         loop {
+            let started = Instant::now();
             let outcome = tokio::time::timeout_at(self.deadline, call()).await;
+            telemetry::record_pool_call(operation, started.elapsed(), outcome.as_ref().ok());
             let Ok(result) = outcome else {
                 // Cut off while retrying throttled calls: the pool is busy, not broken.
                 return Err(match self.last_throttle {

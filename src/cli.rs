@@ -18,8 +18,10 @@ use url::Url;
 use crate::assets::WebFiles;
 use crate::broker::Broker;
 use crate::config::{Config, PoolMode};
+use crate::health::{self, Readiness};
 use crate::local::pool::{PoolLoad, Quotas};
 use crate::local::{DevOptions, DevStack};
+use crate::telemetry;
 
 /// Requests the CLI makes never wait longer than this.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,6 +141,9 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Seconds a /readyz report is reused before the providers and the pool are probed again.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    readiness_interval: u64,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +254,7 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
             quotas: args.pool_quota,
         },
     };
+    telemetry::prometheus::handle();
     let stack = DevStack::bind(options).await.map_err(fail)?;
     print_dev_banner(&stack.base_url);
     stack.serve(ctrl_c()).await.map_err(fail)?;
@@ -293,14 +299,17 @@ fn command_name() -> String {
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = Config::from_file(&args.config.to_string_lossy()).map_err(fail)?;
-    let broker = Broker::from_config(&config).await.map_err(fail)?;
+    telemetry::prometheus::handle();
+    let broker = Arc::new(Broker::from_config(&config).await.map_err(fail)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.listen)))?;
     // The bound address, not the requested one: `--listen 127.0.0.1:0` picks a free port.
     let bound = listener.local_addr().map_err(fail)?;
     println!("credbroker API on http://{bound}/auth/config");
-    axum::serve(listener, crate::api::router(Arc::new(broker)))
+    let readiness = Readiness::new(broker.clone(), Duration::from_secs(args.readiness_interval));
+    let app = crate::api::router(broker).merge(health::routes(Arc::new(readiness)));
+    axum::serve(listener, app)
         .with_graceful_shutdown(ctrl_c())
         .await
         .map_err(fail)

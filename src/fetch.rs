@@ -237,6 +237,7 @@ pub(crate) mod test_idp {
             min_max_age: Duration::from_secs(60),
             max_max_age: Duration::from_secs(3600),
             max_document_bytes: 16 * 1024,
+            provider: "test".into(),
         }
     }
 

@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::fetch::{FetchGate, fetch_document, lock};
 use crate::key::{Algorithm, KeyMiss, KeySet, VerifyingKey};
+use crate::telemetry;
 use crate::token::TokenError;
 use crate::untrusted::quote_untrusted;
 
@@ -31,6 +32,8 @@ pub struct JwksPolicy {
     pub max_max_age: Duration,
     /// Largest accepted document.
     pub max_document_bytes: usize,
+    /// The provider whose keys these are: the `provider` label of the JWKS metrics.
+    pub provider: Arc<str>,
 }
 
 impl From<&crate::config::JwksSettings> for JwksPolicy {
@@ -41,11 +44,20 @@ impl From<&crate::config::JwksSettings> for JwksPolicy {
             min_max_age: Duration::from_secs(settings.min_max_age_seconds),
             max_max_age: Duration::from_secs(settings.max_max_age_seconds),
             max_document_bytes: settings.max_document_bytes,
+            provider: telemetry::NO_PROVIDER.into(),
         }
     }
 }
 
 impl JwksPolicy {
+    /// The same policy for the caches of provider `name`.
+    pub fn for_provider(&self, name: &str) -> JwksPolicy {
+        JwksPolicy {
+            provider: name.into(),
+            ..self.clone()
+        }
+    }
+
     /// How long a document stays fresh, given the server's `max-age` (if any).
     fn lifetime(&self, max_age: Option<Duration>) -> Duration {
         // min/max rather than `clamp`, which panics when the bounds are inverted.
@@ -133,6 +145,14 @@ impl CacheState {
         }
     }
 
+    /// Whether the cached keys are past their lifetime (kept because refreshing them failed).
+    fn is_stale(&self, now: Instant) -> bool {
+        self.keys
+            .as_ref()
+            .and_then(|cached| cached.fresh_until)
+            .is_some_and(|until| now >= until)
+    }
+
     /// The answer from what is cached, stale keys included (stale-if-error).
     fn answer(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyingKey>, KeyError> {
         match &self.keys {
@@ -202,16 +222,50 @@ impl JwksCache {
         {
             let state = lock(&self.state);
             if !state.needs_fetch(kid, alg, now, self.policy.cooldown) {
-                return state.answer(kid, alg);
+                return self.answer_counting_stale(&state, kid, alg, now);
             }
         }
         self.gate.run(ticket, self.refresh(now)).await;
-        lock(&self.state).answer(kid, alg)
+        self.answer_counting_stale(&lock(&self.state), kid, alg, now)
+    }
+
+    /// [`CacheState::answer`], counting keys served from an expired set (stale-if-error).
+    fn answer_counting_stale(
+        &self,
+        state: &CacheState,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: Instant,
+    ) -> Result<Arc<VerifyingKey>, KeyError> {
+        let answer = state.answer(kid, alg);
+        if answer.is_ok() && state.is_stale(now) {
+            metrics::counter!(telemetry::JWKS_STALE_SERVED, telemetry::PROVIDER => self.policy.provider.to_string())
+                .increment(1);
+        }
+        answer
+    }
+
+    /// Fetches the key set afresh without touching the cache: `Ok` when it holds a usable key.
+    /// Readiness probes use it, so a probe neither hides nor causes a refresh.
+    pub async fn probe(&self) -> Result<(), String> {
+        let document = fetch_document(
+            &self.client,
+            &self.jwks_uri,
+            self.policy.timeout,
+            self.policy.max_document_bytes,
+        )
+        .await?;
+        // A set without a usable key is an error of `from_json` already.
+        KeySet::from_json(&document.body)
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", self.jwks_uri))
     }
 
     /// Fetches the JWKS and records the outcome; a failure keeps the previous keys.
     async fn refresh(&self, started: Instant) {
         self.fetches.fetch_add(1, Ordering::SeqCst);
+        metrics::counter!(telemetry::JWKS_FETCHES, telemetry::PROVIDER => self.policy.provider.to_string())
+            .increment(1);
         let outcome = match fetch_document(
             &self.client,
             &self.jwks_uri,
@@ -236,6 +290,8 @@ impl JwksCache {
                 state.last_error = None;
             }
             Err(reason) => {
+                metrics::counter!(telemetry::JWKS_FETCH_FAILURES, telemetry::PROVIDER => self.policy.provider.to_string())
+                    .increment(1);
                 tracing::warn!(%reason, "JWKS fetch failed; keeping the last good keys, if any");
                 state.last_error = Some(reason);
             }

@@ -35,6 +35,9 @@
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
 //! - [`assets`]: the browser client (`web/`) embedded in the binary, served under `/web/` by the
 //!   API and at `/` by the dev stack, with its security headers.
+//! - [`telemetry`]: every metric's name and labels, recorded through the `metrics` facade;
+//!   CloudWatch embedded metric format for the Lambdas, Prometheus text for `serve`.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` of `credbroker serve` and `dev`.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
 //! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider and its signing keys,
@@ -50,6 +53,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub(crate) mod fetch;
+pub mod health;
 pub mod identity;
 pub mod issuer;
 pub mod jwks;
@@ -60,6 +64,7 @@ pub mod pool;
 pub mod provider;
 pub mod rules;
 pub mod tags;
+pub mod telemetry;
 pub mod token;
 pub mod untrusted;
 pub mod verifier;

@@ -59,6 +59,11 @@ use aws_sdk_cognitoidentity::operation::get_open_id_token_for_developer_identity
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::DispatchFailure;
 
+use aws_sdk_cognitoidentity::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_types::SdkConfig;
+use aws_types::service_config::ServiceConfigKey;
+use url::Url;
+
 use crate::config::{IdentityPoolConfig, PoolMode};
 use crate::tags::PrincipalTags;
 
@@ -153,6 +158,12 @@ pub trait IdentityPool: Send + Sync {
         user_id: &'a str,
         tags: &'a PrincipalTags,
     ) -> PoolFuture<'a, DeveloperLogin>;
+
+    /// Where a readiness probe checks that the pool answers at all (an unsigned GET that is no
+    /// API operation, so it costs no quota); `None` for pools that are not reached over HTTP.
+    fn reachability_url(&self) -> Option<Url> {
+        None
+    }
 }
 
 /// Why the pool gave no credentials. Messages never contain tokens or secrets.
@@ -200,6 +211,8 @@ pub struct CognitoPool {
     /// mode only).
     signed: Option<Client>,
     pool_id: String,
+    /// The endpoint the client calls: configured, from the environment, or regional.
+    endpoint: Option<Url>,
 }
 
 impl CognitoPool {
@@ -227,10 +240,12 @@ impl CognitoPool {
             PoolMode::Enhanced => None,
             PoolMode::Developer => Some(client(config, Signing::Signed(credentials)).await),
         };
+        let (client, endpoint) = client(config, Signing::Unsigned).await;
         CognitoPool {
-            client: client(config, Signing::Unsigned).await,
-            signed,
+            client,
+            signed: signed.map(|(client, _)| client),
             pool_id: config.id.clone(),
+            endpoint,
         }
     }
 }
@@ -244,8 +259,8 @@ enum Signing {
 }
 
 /// A Cognito Identity client for `config`: region, endpoint and credential conventions from
-/// `aws-config`, then the pool's own endpoint, retry and timeout settings.
-async fn client(config: &IdentityPoolConfig, signing: Signing) -> Client {
+/// `aws-config`, then the pool's own endpoint, retry and timeout settings; with the URL it calls.
+async fn client(config: &IdentityPoolConfig, signing: Signing) -> (Client, Option<Url>) {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region().to_string()));
     loader = match signing {
@@ -261,7 +276,36 @@ async fn client(config: &IdentityPoolConfig, signing: Signing) -> Client {
     if let Some(endpoint) = &config.endpoint {
         service = service.endpoint_url(endpoint.as_str().trim_end_matches('/'));
     }
-    Client::from_conf(service.build())
+    let endpoint = endpoint_of(config, &shared).await;
+    (Client::from_conf(service.build()), endpoint)
+}
+
+/// The URL a client built from `shared` for `config` sends requests to, by the SDK's own
+/// endpoint resolver (regional, FIPS and dual-stack rules included). The override's precedence
+/// is the SDK's `From<&SdkConfig>`: the pool's `endpoint`, then `AWS_ENDPOINT_URL_COGNITO_IDENTITY`
+/// (environment or profile), then `AWS_ENDPOINT_URL`; the built client keeps no getter for it.
+async fn endpoint_of(config: &IdentityPoolConfig, shared: &SdkConfig) -> Option<Url> {
+    let service_key = ServiceConfigKey::builder()
+        .service_id("Cognito Identity")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    let endpoint = config
+        .endpoint
+        .as_ref()
+        .map(|endpoint| endpoint.as_str().trim_end_matches('/').to_string())
+        .or_else(|| shared.service_config()?.load_config(service_key))
+        .or_else(|| shared.endpoint_url().map(str::to_string));
+    let params = Params::builder()
+        .region(config.region())
+        .use_fips(shared.use_fips().unwrap_or(false))
+        .use_dual_stack(shared.use_dual_stack().unwrap_or(false))
+        .set_endpoint(endpoint)
+        .build()
+        .ok()?;
+    let resolved = DefaultResolver::new().resolve_endpoint(&params).await.ok()?;
+    Url::parse(resolved.url()).ok()
 }
 
 /// Attempts per call; a hand-built config with 0 still makes the one attempt a call needs.
@@ -343,6 +387,10 @@ impl IdentityPool for CognitoPool {
                 .map_err(|error| pool_error("GetOpenIdTokenForDeveloperIdentity", error))?;
             developer_login_of(output)
         })
+    }
+
+    fn reachability_url(&self) -> Option<Url> {
+        self.endpoint.clone()
     }
 }
 

@@ -160,6 +160,7 @@ impl Provider {
         http: reqwest::Client,
         policy: JwksPolicy,
     ) -> Provider {
+        let policy = policy.for_provider(name);
         let (issuers, keys, metadata_issuer) = kind_parts(config, &http, &policy);
         Provider {
             name: name.to_string(),
@@ -194,6 +195,7 @@ impl Provider {
         http: reqwest::Client,
         policy: JwksPolicy,
     ) -> Provider {
+        let policy = policy.for_provider("dev");
         Provider {
             name: "dev".to_string(),
             kind: Kind::Dev,
@@ -412,6 +414,26 @@ impl Provider {
     /// moment ago is found as soon as it is up.
     pub(crate) async fn keys_of(&self, issuer: &Issuer) -> Result<Arc<JwksCache>, TokenError> {
         self.cache_for(issuer.as_str()).await
+    }
+
+    /// Whether this provider's signing keys can be loaded right now (readiness): every key set
+    /// its tokens would be verified with is fetched afresh (discovery first, where the kind
+    /// needs it) and must hold a usable key. The reason names the first that fails.
+    pub async fn probe_keys(&self) -> Result<(), String> {
+        let caches = match &self.keys {
+            KeySource::Fixed(cache) => vec![cache.clone()],
+            KeySource::PerIssuer { .. } | KeySource::Discovered(_) => {
+                let mut caches = Vec::new();
+                for issuer in self.accepted_issuers() {
+                    caches.push(self.keys_of(&issuer).await.map_err(|error| error.to_string())?);
+                }
+                caches
+            }
+        };
+        for cache in caches {
+            cache.probe().await?;
+        }
+        Ok(())
     }
 
     /// OIDC Core §3.1.3.7 step 2: the issuer must be exactly the provider's.

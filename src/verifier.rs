@@ -70,6 +70,16 @@ impl Verifier {
         self.providers.values().map(Arc::as_ref)
     }
 
+    /// Whether a provider of this name is configured.
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.providers.contains_key(name)
+    }
+
+    /// The HTTP client of IdP fetches (no redirects, bounded connect), for readiness probes.
+    pub fn idp_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The providers, shared (for the dev stack's local pool, which looks keys up through them).
     pub(crate) fn shared_providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.providers.values()

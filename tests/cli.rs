@@ -105,14 +105,7 @@ async fn serve_runs_the_api_alone_and_stops_on_ctrl_c() {
          [providers.gws]\nkind = \"google\"\naudiences = [\"g-app\"]\n",
     );
     // Port 0: the announced URL must carry the port actually bound.
-    let server = Running::start(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let base = server.announced_url();
+    let (server, base) = start_serve(&config, &[]);
 
     let config_doc: Value = reqwest::get(format!("{base}/auth/config"))
         .await
@@ -223,6 +216,275 @@ async fn dev_trusts_providers_from_config_end_to_end() {
 
     let status = dev.interrupt();
     assert!(status.success(), "{status}");
+    std::fs::remove_file(config).ok();
+}
+
+/// A `serve` config: the `corp` OpenID provider at `issuer`, the identity pool at `pool`.
+fn serve_config(name: &str, issuer: &str, pool: &str) -> std::path::PathBuf {
+    write_config(
+        name,
+        &format!(
+            "[identity_pool]\nid = \"us-east-1:00000000-0000-0000-0000-000000000000\"\n\
+             endpoint = \"{pool}\"\nattempt_timeout_seconds = 2\nmax_attempts = 1\n\
+             [providers.corp]\nkind = \"oidc\"\nissuer = \"{issuer}\"\naudiences = [\"corp-app\"]\n"
+        ),
+    )
+}
+
+/// `serve` with `config` and `extra` arguments on a free port; returns it with its base URL.
+fn start_serve(config: &std::path::Path, extra: &[&str]) -> (Running, String) {
+    let mut args = vec![
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend(extra);
+    let server = Running::start(&args);
+    let base = server.announced_url();
+    (server, base)
+}
+
+/// `serve` with `config`, readiness re-probed at most every [`READINESS_INTERVAL`].
+fn start_serve_probing(config: &std::path::Path) -> (Running, String) {
+    let interval = READINESS_INTERVAL.as_secs().to_string();
+    start_serve(config, &["--readiness-interval", &interval])
+}
+
+async fn readyz(base: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+}
+
+/// How long `serve` reuses a readiness report in these tests.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Waits out the readiness interval, so the next /readyz probes again.
+async fn next_readiness_probe() {
+    tokio::time::sleep(READINESS_INTERVAL + Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_idp_down_and_back_and_never_hammers_it() {
+    let (_key, issuer) = support::issuer_with_rsa_key().await;
+    let pool =
+        support::StubCognito::answering(400, support::cognito_error("NotAuthorizedException", "no")).await;
+    let config = serve_config("ready", &issuer.url, &pool.endpoint);
+    let (server, base) = start_serve_probing(&config);
+
+    let live = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    let (status, report) = readyz(&base).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "ready");
+    assert_eq!(check(&report, "provider:corp")["ready"], true);
+    assert_eq!(check(&report, "identity_pool")["ready"], true);
+    // Asked again and again within the interval: the IdP sees no further fetch.
+    let fetched = issuer.hits();
+    for _ in 0..5 {
+        assert_eq!(readyz(&base).await.0, 200);
+    }
+    assert_eq!(
+        issuer.hits(),
+        fetched,
+        "readyz must reuse its report within the interval"
+    );
+    assert!(
+        pool.requests().len() <= 1,
+        "one pool probe at most: {}",
+        pool.requests().len()
+    );
+
+    issuer.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    next_readiness_probe().await;
+    let (status, report) = readyz(&base).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["status"], "not_ready");
+    let corp = check(&report, "provider:corp");
+    assert_eq!(corp["ready"], false);
+    assert!(corp["reason"].as_str().unwrap().contains("503"), "{corp}");
+    assert_eq!(check(&report, "identity_pool")["ready"], true);
+
+    issuer.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    next_readiness_probe().await;
+    let (status, report) = readyz(&base).await;
+    assert_eq!(status, 200, "{report}");
+    assert!(server.interrupt().success());
+    std::fs::remove_file(config).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_an_unreachable_identity_pool() {
+    let (_key, issuer) = support::issuer_with_rsa_key().await;
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let config = serve_config("pool-down", &issuer.url, &closed);
+    let (server, base) = start_serve_probing(&config);
+    let (status, report) = readyz(&base).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(check(&report, "provider:corp")["ready"], true);
+    let pool = check(&report, "identity_pool");
+    assert_eq!(pool["ready"], false);
+    assert!(
+        pool["reason"].as_str().unwrap().contains("cannot connect"),
+        "{pool}"
+    );
+    assert!(server.interrupt().success());
+    std::fs::remove_file(config).ok();
+}
+
+/// Parses Prometheus text with the Prometheus project's own Python client parser, run by
+/// `$CREDBROKER_PROMETHEUS_PYTHON` (tests/run points it at the virtualenv it installs the client
+/// into) or `python3`; returns the families as `[{name, type, samples: [{name, labels, value}]}]`.
+fn parse_prometheus(text: &str) -> Vec<Value> {
+    const PARSE: &str = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        print(json.dumps([{'name': f.name, 'type': f.type, 'samples': [\n\
+            {'name': s.name, 'labels': s.labels, 'value': s.value} for s in f.samples]}\n\
+            for f in text_string_to_metric_families(sys.stdin.read())]))\n";
+    let python = std::env::var("CREDBROKER_PROMETHEUS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(python)
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the exposition (or prometheus_client is missing: tests/run \
+         installs it): {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(families: &[Value], name: &str, labels: Value) -> Option<f64> {
+    let wanted = labels.as_object().unwrap();
+    families
+        .iter()
+        .flat_map(|family| family["samples"].as_array().unwrap())
+        .find(|s| s["name"] == name && wanted.iter().all(|(k, v)| &s["labels"][k] == v))
+        .map(|s| s["value"].as_f64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_a_real_parser_reads() {
+    let (key, issuer) = support::issuer_with_rsa_key().await;
+    let (secret, session) = (
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "FwoGZXIvYXdzEXAMPLESESSIONTOKEN0123456789",
+    );
+    let pool = support::StubCognito::answering(200, support::cognito_success(secret, session)).await;
+    let config = serve_config("metrics", &issuer.url, &pool.endpoint);
+    let (server, base) = start_serve_probing(&config);
+    let good = key.sign_jwt(&json!({
+        "iss": issuer.url, "aud": "corp-app", "sub": "user-1", "email": "ann@example.com",
+        "iat": support::unix_now(), "exp": support::unix_now() + 600,
+    }));
+    let expired = key.sign_jwt(&json!({
+        "iss": issuer.url, "aud": "corp-app", "sub": "user-1",
+        "iat": support::unix_now() - 7200, "exp": support::unix_now() - 3600,
+    }));
+    assert_eq!(support::sign_in(&base, "corp", &good).await.status, 200);
+    assert_eq!(support::sign_in(&base, "corp", &expired).await.status, 401);
+    assert_eq!(support::sign_in(&base, "corp", &good).await.status, 200);
+
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        response.headers()
+    );
+    let text = response.text().await.unwrap();
+    for secret in [
+        good.as_str(),
+        expired.as_str(),
+        secret,
+        session,
+        "ann@example.com",
+        "user-1",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "a secret or claim value is in /metrics:\n{text}"
+        );
+    }
+    let families = parse_prometheus(&text);
+    let signins = json!({"provider": "corp", "code": "ok", "outcome": "success"});
+    assert_eq!(
+        sample(&families, "credbroker_signins_total", signins),
+        Some(2.0),
+        "{text}"
+    );
+    let expired_labels = json!({"provider": "corp", "code": "token_expired", "outcome": "refused"});
+    assert_eq!(
+        sample(&families, "credbroker_signins_total", expired_labels),
+        Some(1.0)
+    );
+    let durations = json!({"provider": "corp", "outcome": "success"});
+    assert_eq!(
+        sample(
+            &families,
+            "credbroker_signin_duration_seconds_count",
+            durations.clone()
+        ),
+        Some(2.0)
+    );
+    let all = json!({"provider": "corp", "outcome": "success", "le": "+Inf"});
+    assert_eq!(
+        sample(&families, "credbroker_signin_duration_seconds_bucket", all),
+        Some(2.0)
+    );
+    for operation in ["GetId", "GetCredentialsForIdentity"] {
+        let labels = json!({ "operation": operation });
+        assert_eq!(
+            sample(
+                &families,
+                "credbroker_cognito_call_duration_seconds_count",
+                labels
+            ),
+            Some(2.0)
+        );
+    }
+    assert_eq!(
+        sample(
+            &families,
+            "credbroker_jwks_fetches_total",
+            json!({"provider": "corp"})
+        ),
+        Some(1.0)
+    );
+    let kinds: Vec<(&str, &str)> = families
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["type"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("credbroker_signins", "counter")), "{kinds:?}");
+    assert!(
+        kinds.contains(&("credbroker_signin_duration_seconds", "histogram")),
+        "{kinds:?}"
+    );
+    assert!(server.interrupt().success());
     std::fs::remove_file(config).ok();
 }
 

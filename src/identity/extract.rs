@@ -191,6 +191,7 @@ fn key_policy() -> JwksPolicy {
         min_max_age: Duration::from_secs(60),
         max_max_age: Duration::from_secs(3600),
         max_document_bytes: 64 * 1024,
+        provider: crate::telemetry::NO_PROVIDER.into(),
     }
 }
 

@@ -33,6 +33,7 @@ use crate::assets::{self, WebFiles};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError, IdentityPoolConfig, PoolMode};
 use crate::error::ApiError;
+use crate::health::{self, Readiness};
 use crate::issuer::Issuer;
 use crate::jwks::JwksCache;
 use crate::pool::CognitoPool;
@@ -229,6 +230,10 @@ fn assemble(
         // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
         .nest_service("/cognito-identity", pool.router())
         .nest("/api", gateway)
+        .merge(health::routes(Arc::new(Readiness::new(
+            broker.clone(),
+            health::DEFAULT_READINESS_INTERVAL,
+        ))))
         .merge(api::routes(broker))
         .merge(assets::router(options.web.clone(), ""))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });

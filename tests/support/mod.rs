@@ -271,6 +271,7 @@ fn jwks_cache(issuer: &str) -> JwksCache {
             min_max_age: Duration::from_secs(60),
             max_max_age: Duration::from_secs(600),
             max_document_bytes: 64 * 1024,
+            provider: "local-pool".into(),
         },
     )
 }
