@@ -33,6 +33,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::assets::{self, WebFiles};
 use crate::broker::{Broker, SignIn};
+use crate::config::BrowserFlow;
 use crate::error::ApiError;
 use crate::provider::ClientEndpoints;
 use crate::telemetry;
@@ -502,6 +503,13 @@ struct ClientProvider {
     name: String,
     kind: &'static str,
     client_ids: Vec<String>,
+    /// The client id the browser signs in with (one of `client_ids`).
+    client_id: String,
+    /// Scopes to request; absent: the client's default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<String>,
+    /// `code` (+ PKCE) or `id_token` (implicit).
+    flow: BrowserFlow,
     #[serde(flatten)]
     endpoints: ClientEndpoints,
 }
@@ -509,11 +517,15 @@ struct ClientProvider {
 async fn client_config(State(broker): State<Arc<Broker>>) -> Response {
     let mut providers = Vec::new();
     for provider in broker.providers() {
+        let endpoints = provider.client_endpoints().await;
         providers.push(ClientProvider {
             name: provider.name().to_string(),
             kind: provider.kind().name(),
             client_ids: provider.audiences().to_vec(),
-            endpoints: provider.client_endpoints().await,
+            client_id: provider.browser_client_id().to_string(),
+            scopes: provider.browser_scopes().to_vec(),
+            flow: provider.browser_flow(&endpoints),
+            endpoints,
         });
     }
     let body = ClientConfig {
@@ -677,6 +689,88 @@ mod tests {
         assert!(!same("null", "null"));
         let origin = HeaderValue::from_str(&format!("https://{api}")).unwrap();
         assert!(!is_same_origin(&origin, None), "no Host, no match");
+    }
+
+    /// A log writer into memory, for the sign-in line tests.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The `credbroker::signin` line logged while one sign-in for `provider` with `extensions`
+    /// and `headers` is answered (the provider is unknown, so no IdP or pool is needed).
+    async fn sign_in_line(extensions: Extensions, headers: HeaderMap) -> String {
+        let config = crate::config::Config::from_toml(
+            "[identity_pool]\nid = \"us-east-1:00000000-0000-0000-0000-000000000000\"\n",
+        )
+        .unwrap();
+        let broker = Arc::new(Broker::from_config(&config).await.unwrap());
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let body = Ok(Bytes::from_static(br#"{"id_token":"a.b.c"}"#));
+        let mut headers = headers;
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let response = sign_in(State(broker), Path("nope".into()), extensions, headers, body).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|line| line.contains("credbroker::signin"))
+            .unwrap();
+        assert!(line.contains("code=\"unknown_provider\""), "{line}");
+        assert!(
+            line.contains("status=404") && line.contains("duration_ms="),
+            "{line}"
+        );
+        assert!(line.contains("provider=\"(unknown)\""), "{line}");
+        line.to_string()
+    }
+
+    #[tokio::test]
+    async fn the_sign_in_line_carries_api_gateways_and_lambdas_request_ids() {
+        let mut gateway = lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+        gateway.request_id = Some("c0ffee00-1234-4a5b-9c8d-0123456789ab".into());
+        let mut invocation = lambda_http::lambda_runtime::Context::default();
+        invocation.request_id = "lambda-req-7".into();
+        let mut extensions = Extensions::new();
+        extensions.insert(lambda_http::request::RequestContext::ApiGatewayV1(gateway));
+        extensions.insert(invocation);
+        let mut headers = HeaderMap::new();
+        // The event's own request context wins over a header a caller could set.
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("from-a-header"));
+        let line = sign_in_line(extensions, headers).await;
+        assert!(
+            line.contains("request_id=c0ffee00-1234-4a5b-9c8d-0123456789ab"),
+            "{line}"
+        );
+        assert!(line.contains("lambda_request_id=\"lambda-req-7\""), "{line}");
+    }
+
+    #[tokio::test]
+    async fn under_serve_the_sign_in_line_takes_a_well_formed_x_amzn_requestid() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("gw-req-42"));
+        let line = sign_in_line(Extensions::new(), headers).await;
+        assert!(line.contains("request_id=gw-req-42"), "{line}");
+        // One that could forge a log line is replaced by a fresh id.
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("x\" forged=1"));
+        let line = sign_in_line(Extensions::new(), headers).await;
+        assert!(!line.contains("forged"), "{line}");
     }
 
     #[test]

@@ -353,6 +353,30 @@ pub struct ProviderConfig {
     /// domain), whose endpoints `/auth/config` gives browser clients.
     #[serde(default)]
     pub hosted_ui_domain: Option<String>,
+    /// Browser sign-in: the client id the browser client signs in with, one of `audiences`
+    /// (default: the first). Other audiences stay accepted (a mobile app's tokens, say).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Browser sign-in: the scopes to request (must include `openid`); empty leaves it to the
+    /// browser client (`openid email profile`, plus what the kind needs for a refresh token).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Browser sign-in: the flow; default `code` (+ PKCE) where the kind's token endpoint serves
+    /// public clients, else `id_token`.
+    #[serde(default)]
+    pub flow: Option<BrowserFlow>,
+}
+
+/// How a browser client gets an ID token from a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrowserFlow {
+    /// Authorization code with PKCE (RFC 7636), redeemed at the token endpoint from the page:
+    /// for providers whose token endpoint lets a public client in (CORS, no secret).
+    Code,
+    /// The implicit ID-token flow (`response_type=id_token`, OIDC Core §3.2): for providers
+    /// whose token endpoint a page cannot call (no CORS, or a client secret required).
+    IdToken,
 }
 
 fn default_exposed_claims() -> Vec<String> {
@@ -899,6 +923,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
         ));
     }
     check_kind_only(name, provider)?;
+    validate_browser_options(name, provider)?;
     if let Some(arn) = &provider.role_arn {
         validate_role_arn(&key("role_arn"), arn)?;
     }
@@ -1035,6 +1060,56 @@ fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), Confi
     }
 }
 
+/// RFC 6749 §3.3: a scope token is printable ASCII without space, `"` or `\\`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= 256
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// Most scopes a browser sign-in may request.
+const MAX_BROWSER_SCOPES: usize = 32;
+
+/// `client_id` must be an accepted audience (the ID token's `aud` is the client it was issued
+/// to, so any other client's tokens would all be refused); `scopes` must be scope tokens and
+/// include `openid` (OIDC Core §3.1.2.1: without it no ID token is issued).
+fn validate_browser_options(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    if let Some(client_id) = &provider.client_id
+        && !provider.audiences.contains(client_id)
+    {
+        return Err(invalid(
+            key("client_id"),
+            format!("`{client_id}` is not one of audiences, so its ID tokens would be refused"),
+            "add it to audiences, or pick one of them",
+        ));
+    }
+    if provider.scopes.is_empty() {
+        return Ok(());
+    }
+    let fix = "list scopes such as [\"openid\", \"email\", \"profile\"], openid included";
+    if provider.scopes.len() > MAX_BROWSER_SCOPES {
+        return Err(invalid(
+            key("scopes"),
+            format!("more than {MAX_BROWSER_SCOPES} scopes"),
+            fix,
+        ));
+    }
+    if let Some(scope) = provider.scopes.iter().find(|s| !is_scope_token(s)) {
+        return Err(invalid(key("scopes"), format!("`{scope}` is not a scope"), fix));
+    }
+    if !provider.scopes.iter().any(|s| s == "openid") {
+        return Err(invalid(
+            key("scopes"),
+            "lacks `openid`, so no ID token would be issued",
+            fix,
+        ));
+    }
+    Ok(())
+}
+
 fn validate_cognito_extras(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
     let key = |field: &str| format!("providers.{name}.{field}");
     if !provider.access_token_scopes.is_empty() && !provider.accept_access_tokens {
@@ -1044,15 +1119,7 @@ fn validate_cognito_extras(name: &str, provider: &ProviderConfig) -> Result<(), 
             "set accept_access_tokens = true, or remove access_token_scopes",
         ));
     }
-    // RFC 6749 §3.3: a scope token is printable ASCII without space, `"` or `\\`.
-    let scope_ok = |scope: &String| {
-        !scope.is_empty()
-            && scope.len() <= 256
-            && scope
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    };
-    if let Some(scope) = provider.access_token_scopes.iter().find(|s| !scope_ok(s)) {
+    if let Some(scope) = provider.access_token_scopes.iter().find(|s| !is_scope_token(s)) {
         return Err(invalid(
             key("access_token_scopes"),
             format!("`{scope}` is not a scope"),
@@ -1449,6 +1516,31 @@ mod tests {
         assert!(plain.contains("identity.issuer"), "{plain}");
         let unknown = error_for("[identity]\nkms_key_id = \"a\"\nkey = \"b\"\n");
         assert!(unknown.contains("identity"), "{unknown}");
+    }
+
+    #[test]
+    fn browser_options_are_checked_at_start() {
+        let oidc = "[providers.o]\nkind = \"oidc\"\nissuer = \"https://idp.example.com/\"\naudiences = [\"web\", \"mobile\"]\n";
+        let config = Config::from_toml(&format!(
+            "{oidc}client_id = \"mobile\"\nscopes = [\"openid\", \"groups\"]\nflow = \"id_token\"\n"
+        ))
+        .unwrap();
+        let provider = &config.providers["o"];
+        assert_eq!(provider.client_id.as_deref(), Some("mobile"));
+        assert_eq!(provider.flow, Some(BrowserFlow::IdToken));
+        for (extra, key, problem) in [
+            ("client_id = \"other\"", "client_id", "not one of audiences"),
+            ("scopes = [\"email\"]", "scopes", "lacks `openid`"),
+            ("scopes = [\"openid\", \"a b\"]", "scopes", "is not a scope"),
+            ("flow = \"implicit\"", "flow", "unknown variant"),
+        ] {
+            let message = error_for(&format!("{oidc}{extra}\n"));
+            assert!(
+                message.contains(&format!("providers.o.{key}")),
+                "{extra}: {message}"
+            );
+            assert!(message.contains(problem), "{extra}: {message}");
+        }
     }
 
     /// The README's Okta, Auth0 and Keycloak recipes are configuration that starts, with each

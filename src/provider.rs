@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::config::{Limits, ProviderConfig, ProviderKind, RoleRule};
+use crate::config::{BrowserFlow, Limits, ProviderConfig, ProviderKind, RoleRule};
 use crate::discovery::{MetadataCache, ProviderMetadata};
 use crate::issuer::{Issuer, logins_key_of};
 use crate::jwks::{JwksCache, JwksPolicy};
@@ -143,6 +143,11 @@ pub struct Provider {
     /// Cognito only: the hosted UI's origin (`https://DOMAIN`), whose `/oauth2/*` endpoints
     /// browser clients use without fetching AWS's discovery document.
     hosted_ui: Option<String>,
+    /// What the browser client signs in with: client id, scopes (empty: the client's default)
+    /// and flow (`None`: by whether the token endpoint serves public clients).
+    browser_client_id: String,
+    browser_scopes: Vec<String>,
+    browser_flow: Option<BrowserFlow>,
     leeway: Duration,
     max_token_bytes: usize,
     /// The discovery document, for kinds whose endpoints are not fixed.
@@ -178,6 +183,13 @@ impl Provider {
                 .accept_access_tokens
                 .then(|| config.access_token_scopes.clone()),
             hosted_ui: config.hosted_ui_domain.as_deref().map(hosted_ui_origin),
+            browser_client_id: config
+                .client_id
+                .clone()
+                .or_else(|| config.audiences.first().cloned())
+                .unwrap_or_default(),
+            browser_scopes: config.scopes.clone(),
+            browser_flow: config.flow,
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
             metadata: metadata_issuer.map(|issuer| MetadataCache::new(http.clone(), issuer, policy.clone())),
@@ -213,6 +225,9 @@ impl Provider {
             hosted_domains: Vec::new(),
             access_token_scopes: None,
             hosted_ui: None,
+            browser_client_id: client_id.to_string(),
+            browser_scopes: Vec::new(),
+            browser_flow: None,
             leeway: limits.leeway(),
             max_token_bytes: limits.max_token_bytes,
             metadata: Some(MetadataCache::new(http.clone(), issuer, policy.clone())),
@@ -234,6 +249,26 @@ impl Provider {
     /// The accepted audiences (client ids).
     pub fn audiences(&self) -> &[String] {
         &self.audiences
+    }
+
+    /// The client id the browser client signs in with (`client_id`, else the first audience).
+    pub fn browser_client_id(&self) -> &str {
+        &self.browser_client_id
+    }
+
+    /// The scopes the browser client requests; empty leaves them to the client.
+    pub fn browser_scopes(&self) -> &[String] {
+        &self.browser_scopes
+    }
+
+    /// The browser flow: as configured, else `code` (+ PKCE) where the token endpoint serves
+    /// public clients and the implicit `id_token` flow where it does not.
+    pub fn browser_flow(&self, endpoints: &ClientEndpoints) -> BrowserFlow {
+        self.browser_flow.unwrap_or(if endpoints.public_client {
+            BrowserFlow::Code
+        } else {
+            BrowserFlow::IdToken
+        })
     }
 
     /// Runs every check on a raw token presented as `token_use`.

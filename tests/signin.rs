@@ -590,6 +590,10 @@ async fn client_config_describes_every_provider() {
     let corp = find("corp");
     assert_eq!(corp["kind"], "oidc");
     assert_eq!(corp["clientIds"], json!(["corp-app"]));
+    assert_eq!(corp["clientId"], "corp-app");
+    assert_eq!(corp["flow"], "code");
+    assert!(corp.get("scopes").is_none(), "{corp}");
+    assert_eq!(find("gws")["flow"], "id_token");
     assert_eq!(corp["authorizationEndpoint"], format!("{}/authorize", issuer.url));
     assert_eq!(corp["tokenEndpoint"], format!("{}/token", issuer.url));
     let entra = find("entra");

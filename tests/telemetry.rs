@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use credbroker::authorizer::{Authorizer, AuthorizerEvent};
-use credbroker::broker::Broker;
 use credbroker::key::Algorithm;
 use credbroker::local::signing_key::SigningKey;
 use credbroker::telemetry::{self, emf::EmfRecorder};
+use credbroker::verifier::Verifier;
 use serde_json::{Value, json};
 use support::{
     Issuer, OTHER_TENANT, StubCognito, b64, broker_config, broker_with_stub, cognito_error, cognito_success,
@@ -372,13 +372,15 @@ async fn every_outcome_leaves_a_parsable_metrics_line_without_secrets() {
 /// Allow, deny and unauthorized each leave one decision line.
 async fn authorizer_decisions(key: &SigningKey, issuer: &Issuer) {
     issuer.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    let config = broker_config(
+    let mut config = broker_config(
         issuer,
         "http://127.0.0.1:9",
         support::UNUSED_POOL_ID,
         "[authorizer]\nallow = [{ when = \"groups:staff\", routes = [\"GET /reports/*\"] }]\n",
     );
-    let broker = Broker::from_config(&config).await.unwrap();
+    // As the authorizer Lambda runs: providers only, no identity pool.
+    config.identity_pool = None;
+    let verifier = Verifier::from_config(&config).unwrap();
     let authorizer = Authorizer::new(config.require_authorizer().unwrap());
     let claims = corp_claims(issuer);
     let staff = key.sign_jwt(&claims);
@@ -398,7 +400,7 @@ async fn authorizer_decisions(key: &SigningKey, issuer: &Issuer) {
             event["headers"] = json!({ "Authorization": format!("Bearer {token}") });
         }
         let event: AuthorizerEvent = serde_json::from_value(event).unwrap();
-        let _ = authorizer.answer(&broker, &event).await;
+        let _ = authorizer.answer(&verifier, &event).await;
         let documents = flushed_documents();
         for document in &documents {
             assert_valid_emf(document);

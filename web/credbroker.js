@@ -9,11 +9,12 @@
 //   if (!client.session) await client.signIn('google');
 //   const res = await client.fetch('https://api.example.com/prod/items');
 //
-// Sign-in flows, chosen per provider from GET /auth/config:
-// - `publicClient: true` (Microsoft SPA, Salesforce, Cognito hosted UI, the dev provider, any
+// Sign-in flows, chosen per provider by `flow` in GET /auth/config (the broker's `flow`
+// setting, else by `publicClient`):
+// - `code`, `publicClient: true` (Microsoft SPA, Salesforce, Cognito hosted UI, the dev provider, any
 //   OpenID provider that lets a browser redeem a code): authorization code + PKCE (S256), with
 //   `state` and `nonce`; the code is redeemed at the token endpoint from the browser.
-// - otherwise (Google web clients, whose token endpoint wants a client secret a page cannot
+// - `id_token` (Google web clients, whose token endpoint wants a client secret a page cannot
 //   keep): `response_type=id_token`, the implicit ID-token flow, answered in the URL fragment;
 //   the `nonce` binds the token to this sign-in.
 // Either way the ID token's signature, issuer, audience and expiry are verified by the broker;
@@ -101,8 +102,10 @@ export function createClient(options) {
  *   give each provider its own (which binds each answer to its provider where the provider
  *   sends no `iss`); `silentRedirectUri` (for the prompt=none iframe; default `redirectUri`; a
  *   blank page such as silent.html is lighter).
- * - `scope`: OpenID scopes (default `openid email profile`, plus what each kind needs for a
- *   refresh token); `clientIds`: { providerName: clientId } (default: the first from config).
+ * - `scope`: OpenID scopes, a string for every provider (default `openid email profile`, plus
+ *   what each kind needs for a refresh token; a provider's `scopes` from config win over it) or
+ *   `{ providerName: scopes }`; `clientIds`: { providerName: clientId } (default: the provider's
+ *   `clientId` from config). The flow is the provider's `flow` from config.
  * - `signBody`: also send x-amz-content-sha256.
  * - Injectable for tests and other runtimes: `fetch`, `now` (ms), `setTimeout`, `clearTimeout`,
  *   `window` (location, history, document, navigator, sessionStorage, localStorage),

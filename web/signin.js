@@ -119,7 +119,8 @@ export async function pkceChallenge(verifier) {
 }
 
 async function newFlow(ctx, provider, redirectUri) {
-  const mode = provider.publicClient ? 'code' : 'id_token';
+  // The broker's `flow` (per provider, GET /auth/config); older brokers send only publicClient.
+  const mode = provider.flow ?? (provider.publicClient ? 'code' : 'id_token');
   const flow = { provider: provider.name, mode, state: randomToken(), nonce: randomToken(), redirectUri, createdAt: ctx.clock.localNow() };
   if (mode === 'code') {
     flow.verifier = randomToken();
@@ -148,12 +149,14 @@ function authorizationUrl(ctx, provider, flow, { prompt, loginHint } = {}) {
 function scopeFor(ctx, provider) {
   const scope = ctx.options.scope;
   if (typeof scope === 'object') return scope[provider.name] ?? 'openid';
+  // The broker's configured scopes for this provider win over the page's one default string.
+  if (provider.scopes?.length) return provider.scopes.join(' ');
   // Without these, Microsoft and Salesforce give the page no refresh token.
   return scope + ({ microsoft: ' offline_access', salesforce: ' refresh_token' }[provider.kind] ?? '');
 }
 
 function clientId(ctx, provider) {
-  const id = ctx.options.clientIds[provider.name] ?? provider.clientIds?.[0];
+  const id = ctx.options.clientIds[provider.name] ?? provider.clientId ?? provider.clientIds?.[0];
   if (!id) throw new ctx.CredbrokerError('bad_config', `no client id for provider ${provider.name}`);
   return id;
 }

@@ -50,6 +50,9 @@ struct Args {
     /// pool modes; `--exchange=false` skips it (about 4 minutes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     exchange: bool,
+    /// Measure only the identity-pool exchange (for iterating on it).
+    #[arg(long, conflicts_with = "exchange")]
+    exchange_only: bool,
     /// Cold starts measured (the median is reported).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=50))]
     cold_starts: u64,
@@ -88,6 +91,9 @@ async fn main() -> ExitCode {
 async fn measure_all(args: &Args, launcher: &Launcher) -> Vec<Row> {
     let step = Duration::from_secs(args.step_seconds);
     let mut rows = Vec::new();
+    if args.exchange_only {
+        return exchange::exchange(launcher).await;
+    }
     progress("verification cost (criterion estimates)");
     rows.extend(phases::verification(&args.criterion));
     progress("Lambda binary sizes");

@@ -716,3 +716,142 @@ def test_the_cloudfront_client_gets_the_brokers_security_headers_and_hsts():
     assert permissions["Override"] is True
     assert Evaluator({"EnableCloudFrontWeb": "true"}).exists("WebResponseHeadersPolicy")
     assert not Evaluator({}).exists("WebResponseHeadersPolicy")
+
+
+# ---- Monitoring: alarms and dashboard over the functions' EMF metrics -----------------------------
+
+ALARMS = ("SignInErrorRateAlarm", "CognitoThrottlingAlarm", "ProviderKeysUnreachableAlarm")
+
+
+def telemetry_metrics():
+    """Every metric src/telemetry.rs defines, with the labels its table of metrics gives it."""
+    source = (ROOT / "src/telemetry.rs").read_text()
+    consts = {}
+    for line in source.splitlines():
+        if line.startswith("pub const ") and ": &str = \"" in line:
+            name = line[len("pub const ") : line.index(":")]
+            consts[name] = rust_str_const(source, name)
+    labels = {}
+    for line in source.splitlines():
+        if line.startswith("//! | [`") and "` |" in line:
+            cells = [cell.strip() for cell in line[len("//! |") :].split("|")]
+            const = cells[0].strip("[]`")
+            labels[consts[const]] = {label.strip(" `") for label in cells[2].split(",")}
+    rollup = source[source.index("pub const ROLLUP_LABELS") :].split("[", 2)[2].split("]")[0]
+    rollup_labels = {consts[name.strip()] for name in rollup.split(",")}
+    return labels, rollup_labels
+
+
+def emitted_dimension_sets(labels, rollup_labels):
+    """The dimension sets src/telemetry/emf.rs publishes a metric under (`dimension_sets`): all
+    its labels, its rollup labels alone, none."""
+    return [set(labels), set(labels) & rollup_labels, set()]
+
+
+def metric_namespace():
+    """The namespace both functions' EMF lines use (CREDBROKER_METRICS_NAMESPACE, as named by
+    src/telemetry/emf.rs)."""
+    emf = (ROOT / "src/telemetry/emf.rs").read_text()
+    variable = rust_str_const(emf, "NAMESPACE_ENV")
+    resources = TEMPLATE["Resources"]
+    namespaces = [
+        resources[function]["Properties"]["Environment"]["Variables"][variable]
+        for function in ("SignInFunction", "BearerAuthorizerFunction")
+    ]
+    assert namespaces[0] == namespaces[1], namespaces
+    return Evaluator({}).value(namespaces[0])
+
+
+def assert_emitted(namespace, name, dimensions):
+    labels, rollup_labels = telemetry_metrics()
+    assert namespace == metric_namespace(), (namespace, name)
+    assert name in labels, f"{name} is no metric of src/telemetry.rs"
+    assert set(dimensions) in emitted_dimension_sets(labels[name], rollup_labels), (name, dimensions)
+
+
+def alarm_metrics(alarm):
+    """(namespace, name, {dimension: value}, stat) of every metric an alarm reads."""
+    properties = Evaluator({"Monitoring": "true", "EnableBearerAuthorizer": "true"}).value(
+        TEMPLATE["Resources"][alarm]["Properties"]
+    )
+    if "MetricName" in properties:
+        dims = {d["Name"]: d["Value"] for d in properties.get("Dimensions", [])}
+        return [(properties["Namespace"], properties["MetricName"], dims, properties["Statistic"])]
+    found = []
+    for query in properties["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            found.append((metric["Namespace"], metric["MetricName"], dims, query["MetricStat"]["Stat"]))
+    return found
+
+
+def test_alarms_and_dashboard_exist_only_with_the_monitoring_parameter():
+    monitored = (*ALARMS, "AuthorizerErrorRateAlarm", "Dashboard")
+    assert not any(Evaluator({}).exists(r) for r in monitored)
+    assert not any(Evaluator({"EnableBearerAuthorizer": "true"}).exists(r) for r in monitored)
+    on = Evaluator({"Monitoring": "true"})
+    assert all(on.exists(r) for r in (*ALARMS, "Dashboard"))
+    # The authorizer's alarm only where there is an authorizer.
+    assert not on.exists("AuthorizerErrorRateAlarm")
+    assert Evaluator({"Monitoring": "true", "EnableBearerAuthorizer": "true"}).exists("AuthorizerErrorRateAlarm")
+    assert TEMPLATE["Outputs"]["DashboardUrl"]["Condition"] == "HasMonitoring"
+    resources = translated()["Resources"]
+    assert resources["SignInErrorRateAlarm"]["Condition"] == "HasMonitoring"
+    assert resources["AuthorizerErrorRateAlarm"]["Condition"] == "HasBearerMonitoring"
+
+
+def test_every_alarm_reads_metrics_the_functions_emit_under_their_dimensions():
+    for alarm in (*ALARMS, "AuthorizerErrorRateAlarm"):
+        metrics = alarm_metrics(alarm)
+        assert metrics, alarm
+        for namespace, name, dims, stat in metrics:
+            assert_emitted(namespace, name, dims)
+            assert stat == "Sum", (alarm, name)  # counters: the count per period
+
+
+def test_the_error_rate_alarms_divide_errors_by_all_answers():
+    for alarm, metric, label in (
+        ("SignInErrorRateAlarm", "credbroker_signins_total", "outcome"),
+        ("AuthorizerErrorRateAlarm", "credbroker_authorizer_decisions_total", "decision"),
+    ):
+        queries = TEMPLATE["Resources"][alarm]["Properties"]["Metrics"]
+        [expression] = [q for q in queries if "Expression" in q]
+        assert expression["Expression"] == f"100 * FILL(errors, 0) / {queries[2]['Id']}"
+        assert expression["ReturnData"] is True
+        assert [q["ReturnData"] for q in queries if "MetricStat" in q] == [False, False]
+        read = {(name, tuple(dims.items())) for _, name, dims, _ in alarm_metrics(alarm)}
+        assert read == {(metric, ((label, "error"),)), (metric, ())}, read
+    throttles = alarm_metrics("CognitoThrottlingAlarm")
+    assert [(name, dims) for _, name, dims, _ in throttles] == [("credbroker_cognito_throttles_total", {})]
+    keys = {name for _, name, _, _ in alarm_metrics("ProviderKeysUnreachableAlarm")}
+    assert keys == {"credbroker_jwks_fetch_failures_total", "credbroker_jwks_stale_keys_served_total"}
+
+
+def test_alarm_actions_follow_the_topic_parameter():
+    topic = "arn:aws:sns:eu-west-1:123456789012:credbroker-alarms"
+    for alarm in ALARMS:
+        properties = TEMPLATE["Resources"][alarm]["Properties"]
+        with_topic = Evaluator({"Monitoring": "true", "AlarmTopicArn": topic}).value(properties)
+        assert with_topic["AlarmActions"] == [topic] and with_topic["OKActions"] == [topic], alarm
+        without = Evaluator({"Monitoring": "true"}).value(properties)
+        assert "AlarmActions" not in without and "OKActions" not in without, alarm
+        assert properties["TreatMissingData"] == "notBreaching"
+
+
+def test_the_dashboard_body_is_json_naming_only_emitted_metrics():
+    evaluator = Evaluator({"Monitoring": "true", "EnableBearerAuthorizer": "true"})
+    body = json.loads(evaluator.value(TEMPLATE["Resources"]["Dashboard"]["Properties"]["DashboardBody"]))
+    named = set()
+    for widget in body["widgets"]:
+        assert widget["type"] == "metric"
+        assert widget["properties"]["region"] == "<AWS::Region>"
+        for row in widget["properties"]["metrics"]:
+            options = row[-1] if isinstance(row[-1], dict) else {}
+            fields = row[:-1] if options else row
+            namespace, name, pairs = fields[0], fields[1], fields[2:]
+            assert len(pairs) % 2 == 0, row
+            assert_emitted(namespace, name, dict(zip(pairs[::2], pairs[1::2])))
+            named.add(name)
+    labels, _ = telemetry_metrics()
+    assert named == set(labels), set(labels) - named

@@ -207,6 +207,17 @@ test('Google web clients get the implicit id_token flow, answered in the fragmen
   assert.equal(env.servers.callsTo('/dev-idp/token').length, 0);
 });
 
+test("a provider's client id, scopes and flow come from the broker's config", async () => {
+  const env = setup();
+  await env.client.signIn('corp');
+  const url = new URL(env.window.location.assigned);
+  assert.equal(url.origin, 'https://idp.example.com');
+  assert.equal(url.searchParams.get('client_id'), 'corp-web');
+  assert.equal(url.searchParams.get('scope'), 'openid email groups');
+  assert.equal(url.searchParams.get('response_type'), 'id_token');
+  assert.equal(url.searchParams.get('code_challenge'), null);
+});
+
 test('renewal is scheduled from the real expiration: max(60 s, 10% of the lifetime) early, at most half', async (t) => {
   for (const [lifetimeMin, leadSec] of [[60, 360], [15, 90], [5, 60], [1, 30]]) {
     await t.test(`${lifetimeMin}-minute credentials renew ${leadSec} s early`, async () => {

@@ -128,6 +128,20 @@ const providers = [
     tokenEndpoint: 'https://oauth2.googleapis.com/token',
     publicClient: false,
   },
+  {
+    // The broker's per-provider browser options: a client id other than the first audience,
+    // configured scopes, and the ID-token flow although the provider serves public clients.
+    name: 'corp',
+    kind: 'oidc',
+    issuer: 'https://idp.example.com/',
+    clientIds: ['corp-mobile', 'corp-web'],
+    clientId: 'corp-web',
+    scopes: ['openid', 'email', 'groups'],
+    flow: 'id_token',
+    authorizationEndpoint: 'https://idp.example.com/authorize',
+    tokenEndpoint: 'https://idp.example.com/token',
+    publicClient: true,
+  },
 ];
 
 /**
