@@ -27,6 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lambda_http::request::RequestContext;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -211,7 +212,7 @@ async fn sign_in(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let answer = sign_in_answer(&broker, &provider, &headers, body).await;
+    let answer = sign_in_answer(&broker, &provider, &headers, &extensions, body).await;
     let took = started.elapsed();
     let (code, status) = match &answer {
         Ok(_) => (telemetry::OK, StatusCode::OK),
@@ -231,30 +232,38 @@ async fn sign_in(
         code,
         status = status.as_u16(),
         duration_ms = took.as_secs_f64() * 1000.0,
-        identity_id = answer.as_ref().ok().map(|signed_in| signed_in.identity_id.as_str()),
+        identity_id = answer.as_ref().ok().map(|(signed_in, _)| signed_in.identity_id.as_str()),
         "sign-in"
     );
     match answer {
-        Ok(signed_in) => credentials_response(signed_in),
+        Ok((signed_in, assertion)) => credentials_response(signed_in, assertion),
         Err(error) => error.into_response(),
     }
 }
 
+/// The sign-in and, with an identity signer, its assertion (issued as the `/auth` URL API
+/// Gateway routed the request to, unless an issuer is configured).
 async fn sign_in_answer(
     broker: &Broker,
     provider: &str,
     headers: &HeaderMap,
+    extensions: &Extensions,
     body: Result<Bytes, BytesRejection>,
-) -> Result<SignIn, ApiError> {
+) -> Result<(SignIn, Option<String>), ApiError> {
     let body = body.map_err(|rejection| body_error(rejection, broker.limits().max_body_bytes))?;
     let request = sign_in_request(headers, &body)?;
-    broker
+    let signed_in = broker
         .renew(provider, &request.id_token, request.identity_id.as_deref())
-        .await
+        .await?;
+    let issuer = extensions
+        .get::<RequestContext>()
+        .and_then(|context| gateway_auth_url(context, provider));
+    let assertion = broker.identity_assertion(&signed_in, issuer.as_deref()).await?;
+    Ok((signed_in, assertion))
 }
 
-fn credentials_response(signed_in: SignIn) -> Response {
-    let mut response = Json(sign_in_body(signed_in)).into_response();
+fn credentials_response(signed_in: SignIn, assertion: Option<String>) -> Response {
+    let mut response = Json(sign_in_body(signed_in, assertion)).into_response();
     // Credentials must never be stored by a browser or an intermediary cache.
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -429,7 +438,24 @@ fn json_error_kind(error: &serde_json::Error) -> &'static str {
     }
 }
 
-fn sign_in_body(signed_in: SignIn) -> SignInResponse {
+/// The `/auth` URL a sign-in request reached, as API Gateway reports it: `https://` +
+/// `requestContext.domainName` + `requestContext.path` up to `/signin/{provider}`. The path
+/// holds the stage (`/prod/auth/...` on the execute-api domain) or a custom domain's base path,
+/// and both come from API Gateway's routing, not from a header the caller writes.
+fn gateway_auth_url(context: &RequestContext, provider: &str) -> Option<String> {
+    let RequestContext::ApiGatewayV1(context) = context else {
+        return None;
+    };
+    let domain = context
+        .domain_name
+        .as_deref()
+        .filter(|domain| !domain.is_empty())?;
+    let path = context.path.as_deref()?;
+    let base = path.strip_suffix(&format!("/signin/{provider}"))?;
+    base.ends_with("/auth").then(|| format!("https://{domain}{base}"))
+}
+
+fn sign_in_body(signed_in: SignIn, identity_assertion: Option<String>) -> SignInResponse {
     let credentials = signed_in.credentials;
     SignInResponse {
         identity_id: signed_in.identity_id,
@@ -442,7 +468,7 @@ fn sign_in_body(signed_in: SignIn) -> SignInResponse {
             expiration: rfc3339(credentials.expiration),
         },
         claims: signed_in.claims,
-        identity_assertion: signed_in.identity_assertion,
+        identity_assertion,
         server_time: rfc3339(SystemTime::now()),
     }
 }
@@ -513,6 +539,40 @@ async fn client_config(State(broker): State<Arc<Broker>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gateway(domain: &str, path: &str) -> RequestContext {
+        let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+        context.domain_name = Some(domain.into());
+        context.path = Some(path.into());
+        RequestContext::ApiGatewayV1(context)
+    }
+
+    #[test]
+    fn the_issuer_is_the_auth_url_the_gateway_routed_the_sign_in_to() {
+        let execute_api = gateway(
+            "abc123.execute-api.eu-west-1.amazonaws.com",
+            "/prod/auth/signin/google",
+        );
+        assert_eq!(
+            gateway_auth_url(&execute_api, "google").as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod/auth")
+        );
+        let custom = gateway("api.example.com", "/auth/signin/entra");
+        assert_eq!(
+            gateway_auth_url(&custom, "entra").as_deref(),
+            Some("https://api.example.com/auth")
+        );
+        // A path that is not this route's, an empty domain: no issuer, never a guess.
+        assert_eq!(gateway_auth_url(&custom, "google"), None);
+        assert_eq!(
+            gateway_auth_url(&gateway("", "/auth/signin/entra"), "entra"),
+            None
+        );
+        assert_eq!(
+            gateway_auth_url(&gateway("a.example", "/x/signin/entra"), "entra"),
+            None
+        );
+    }
 
     fn json_headers(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, PoolMode};
 use crate::error::ApiError;
-use crate::identity::{self, IdentitySigner};
+use crate::identity::{self, IdentitySigner, KmsIdentitySigner};
 use crate::pool::{
     AwsCredentials, COGNITO_LOGINS_KEY, CognitoPool, IdentityPool, Logins, PoolError, is_identity_id,
 };
@@ -74,9 +74,6 @@ pub struct SignIn {
     pub credentials: AwsCredentials,
     /// The claims the provider is configured to expose.
     pub claims: Claims,
-    /// The broker's signed statement of all of the above for the apps behind the API
-    /// ([`crate::identity`]), when the broker has an identity signer.
-    pub identity_assertion: Option<String>,
 }
 
 /// The sign-in service: the [`Verifier`] (providers and their key caches) and the identity pool.
@@ -92,10 +89,16 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker for `config` that exchanges tokens at Cognito (or the configured endpoint).
+    /// A broker for `config` that exchanges tokens at Cognito (or the configured endpoint) and,
+    /// with `[identity]`, signs identity assertions with that KMS key (its public keys are read
+    /// here, once).
     pub async fn from_config(config: &Config) -> Result<Broker, ConfigError> {
         let pool = CognitoPool::new(config.require_identity_pool()?).await;
-        Broker::new(config, Arc::new(pool))
+        let mut broker = Broker::new(config, Arc::new(pool))?;
+        if let Some(identity) = &config.identity {
+            broker.set_identity_signer(Arc::new(KmsIdentitySigner::connect(identity).await?));
+        }
+        Ok(broker)
     }
 
     /// A broker for `config` that exchanges tokens at `pool`.
@@ -116,8 +119,9 @@ impl Broker {
         })
     }
 
-    /// Signs an identity assertion at every sign-in from now on (the dev stack's own key).
-    pub(crate) fn set_identity_signer(&mut self, signer: Arc<dyn IdentitySigner>) {
+    /// Signs an identity assertion at every sign-in from now on (the deployment's KMS key, the
+    /// dev stack's own key).
+    pub fn set_identity_signer(&mut self, signer: Arc<dyn IdentitySigner>) {
         self.identity_signer = Some(signer);
     }
 
@@ -191,18 +195,29 @@ impl Broker {
             }
         };
         tracing::debug!(provider = provider_name, %identity_id, "signed in");
-        let mut signed_in = SignIn {
+        Ok(SignIn {
             identity_id,
             provider: provider_name.to_string(),
             subject: verified.subject,
             claims: provider.exposed_claims(&verified.claims),
             credentials,
-            identity_assertion: None,
+        })
+    }
+
+    /// The broker's signed statement of `signed_in` for the apps behind the API
+    /// ([`crate::identity`]) when it has an identity signer: issued as the signer's configured
+    /// issuer, else as `request_issuer` (the `/auth` URL the sign-in request reached).
+    pub async fn identity_assertion(
+        &self,
+        signed_in: &SignIn,
+        request_issuer: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(signer) = self.identity_signer() else {
+            return Ok(None);
         };
-        signed_in.identity_assertion = self
-            .identity_signer()
-            .map(|signer| identity::sign_assertion(signer, &signed_in, SystemTime::now()));
-        Ok(signed_in)
+        let assertion =
+            identity::sign_assertion(signer, request_issuer, signed_in, SystemTime::now()).await?;
+        Ok(Some(assertion))
     }
 }
 

@@ -52,6 +52,51 @@ pub struct Config {
     /// ignores them).
     #[serde(default)]
     pub authorizer: Option<AuthorizerConfig>,
+    /// The identity assertion's signing key in a deployment (`docs/identity.md`); without it the
+    /// sign-in API issues no assertion (the dev stack brings its own key).
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+}
+
+/// `[identity]`: the KMS key that signs identity assertions, and the keys apps may verify with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The KMS key that signs (`ECC_NIST_P256`, `SIGN_VERIFY`): a key ARN, key id, alias ARN or
+    /// `alias/NAME`.
+    pub kms_key_id: String,
+    /// More KMS keys whose public keys `GET /auth/identity-keys` publishes without signing with
+    /// them: the next key before a rotation, the previous one for an hour after it.
+    #[serde(default)]
+    pub published_kms_key_ids: Vec<String>,
+    /// The assertions' `iss`, the `/auth` URL apps verify against. Default: the `/auth` URL the
+    /// sign-in request reached, as API Gateway reports it (`requestContext.domainName` and `path`).
+    #[serde(default)]
+    pub issuer: Option<Url>,
+    /// The KMS region; defaults to the region of a key ARN, else the environment's (`AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override (moto in tests). `AWS_ENDPOINT_URL_KMS` also works.
+    #[serde(default)]
+    pub endpoint: Option<Url>,
+}
+
+/// The most keys `[identity]` may name (the signing key and the published ones).
+pub const MAX_IDENTITY_KEYS: usize = 4;
+
+impl IdentityConfig {
+    /// The signing key first, then the published ones.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.kms_key_id.as_str()).chain(self.published_kms_key_ids.iter().map(String::as_str))
+    }
+
+    /// The configured region, else the region named in a key ARN (`arn:PARTITION:kms:REGION:…`).
+    pub fn key_region(&self) -> Option<&str> {
+        self.region.as_deref().or_else(|| {
+            let mut parts = self.kms_key_id.split(':');
+            (parts.next() == Some("arn")).then(|| parts.nth(2)).flatten()
+        })
+    }
 }
 
 /// `[authorizer]`: which routes a verified bearer token may call, and what the backend learns
@@ -578,6 +623,9 @@ impl Config {
         if let Some(authorizer) = &self.authorizer {
             validate_authorizer(authorizer)?;
         }
+        if let Some(identity) = &self.identity {
+            validate_identity(identity)?;
+        }
         Ok(())
     }
 
@@ -648,6 +696,57 @@ fn validate_authorizer(authorizer: &AuthorizerConfig) -> Result<(), ConfigError>
                 "remove it from the list",
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_identity(identity: &IdentityConfig) -> Result<(), ConfigError> {
+    // KMS's own KeyId pattern and length (1..=2048), narrowed to the characters ids, ARNs and
+    // aliases use: https://docs.aws.amazon.com/kms/latest/APIReference/API_Sign.html
+    let key_id = regex::Regex::new(r"^[A-Za-z0-9:/_.+=,@-]{1,2048}$").expect("static regex");
+    let keys: Vec<&str> = identity.key_ids().collect();
+    if keys.len() > MAX_IDENTITY_KEYS {
+        return Err(invalid(
+            "identity.published_kms_key_ids",
+            format!(
+                "{} keys with the signing key, over {MAX_IDENTITY_KEYS}",
+                keys.len()
+            ),
+            "publish only the next and the previous key",
+        ));
+    }
+    for (index, key) in keys.iter().enumerate() {
+        let name = match index {
+            0 => "identity.kms_key_id".to_string(),
+            n => format!("identity.published_kms_key_ids[{}]", n - 1),
+        };
+        if !key_id.is_match(key) {
+            return Err(invalid(
+                name,
+                format!("`{key}` is not a KMS key id, key ARN or alias"),
+                "use the key's ARN, e.g. arn:aws:kms:eu-west-1:111122223333:key/1234abcd-...",
+            ));
+        }
+        if keys[..index].contains(key) {
+            return Err(invalid(
+                name,
+                format!("`{key}` is listed twice"),
+                "list each key once",
+            ));
+        }
+    }
+    if let Some(issuer) = &identity.issuer {
+        validate_url("identity.issuer", issuer)?;
+    }
+    if let Some(endpoint) = &identity.endpoint {
+        validate_url("identity.endpoint", endpoint)?;
+    }
+    if identity.region.as_deref() == Some("") {
+        return Err(invalid(
+            "identity.region",
+            "is empty",
+            "set the key's region, e.g. us-east-1",
+        ));
     }
     Ok(())
 }
@@ -1388,6 +1487,35 @@ mod tests {
     fn cognito_needs_a_user_pool_id() {
         let message = error_for("[providers.c]\nkind = \"cognito\"\naudiences = [\"a\"]\n");
         assert!(message.contains("user_pool_id"), "{message}");
+    }
+
+    #[test]
+    fn the_identity_key_is_validated_and_its_region_read_from_the_arn() {
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/0b7e6f4c-3c1a-4d5e-9f00-123456789abc";
+        let config = Config::from_toml(&format!(
+            "[identity]\nkms_key_id = \"{arn}\"\npublished_kms_key_ids = [\"alias/next\"]\n"
+        ))
+        .unwrap();
+        let identity = config.identity.unwrap();
+        assert_eq!(identity.key_region(), Some("eu-west-1"));
+        assert_eq!(identity.key_ids().collect::<Vec<_>>(), vec![arn, "alias/next"]);
+        let alias = Config::from_toml("[identity]\nkms_key_id = \"alias/a\"\n").unwrap();
+        assert_eq!(alias.identity.unwrap().key_region(), None);
+        let bad = error_for("[identity]\nkms_key_id = \"key id with spaces\"\n");
+        assert!(
+            bad.contains("identity.kms_key_id") && bad.contains("fix:"),
+            "{bad}"
+        );
+        let twice = error_for("[identity]\nkms_key_id = \"a\"\npublished_kms_key_ids = [\"b\", \"a\"]\n");
+        assert!(twice.contains("published_kms_key_ids[1]"), "{twice}");
+        let many = error_for(
+            "[identity]\nkms_key_id = \"a\"\npublished_kms_key_ids = [\"b\", \"c\", \"d\", \"e\"]\n",
+        );
+        assert!(many.contains("over 4"), "{many}");
+        let plain = error_for("[identity]\nkms_key_id = \"a\"\nissuer = \"http://api.example.com/auth\"\n");
+        assert!(plain.contains("identity.issuer"), "{plain}");
+        let unknown = error_for("[identity]\nkms_key_id = \"a\"\nkey = \"b\"\n");
+        assert!(unknown.contains("identity"), "{unknown}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::identity::SigningError;
 use crate::pool::PoolError;
 use crate::token::TokenError;
 
@@ -58,6 +59,9 @@ pub enum ApiError {
         /// What was wrong.
         detail: String,
     },
+    /// The identity assertion could not be signed (`identity::kms`).
+    #[error(transparent)]
+    IdentitySigning(#[from] SigningError),
     /// No such route.
     #[error("no such resource")]
     NotFound,
@@ -89,6 +93,8 @@ impl ApiError {
             ApiError::RuleDenied(_) => "claim_rule_denied",
             ApiError::Pool(error) => pool_code(error),
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
+            ApiError::IdentitySigning(SigningError::Unavailable(_)) => "identity_signing_unavailable",
+            ApiError::IdentitySigning(SigningError::NoIssuer) => "identity_issuer_unknown",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
         }
@@ -112,7 +118,10 @@ impl ApiError {
             }
             ApiError::Pool(PoolError::NotAuthorized(_)) => StatusCode::FORBIDDEN,
             ApiError::Pool(PoolError::Throttled { .. }) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Pool(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Pool(_) | ApiError::IdentitySigning(SigningError::Unavailable(_)) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ApiError::IdentitySigning(SigningError::NoIssuer) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -232,6 +241,11 @@ mod tests {
                 403,
             ),
             (ApiError::UnsupportedMediaType("text/plain".into()), 415),
+            (
+                ApiError::IdentitySigning(SigningError::Unavailable("throttled".into())),
+                502,
+            ),
+            (ApiError::IdentitySigning(SigningError::NoIssuer), 500),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");

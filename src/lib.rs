@@ -32,7 +32,8 @@
 //! - [`broker`]: one sign-in, start to end: verify, apply rules, exchange.
 //! - [`authorizer`]: the bearer authorizer's IAM policies (`src/bin/credbroker-authorizer.rs`).
 //! - [`identity`]: the identity assertion the broker signs for the apps behind the API;
-//!   `identity::extract`, the axum extractor Rust apps verify it with.
+//!   `identity::kms`, its signing key in AWS (a KMS key); `identity::extract`, the axum
+//!   extractor Rust apps verify it with.
 //! - [`api`] and [`error`]: the HTTP API and the only place that turns errors into statuses.
 //! - [`assets`]: the browser client (`web/`) embedded in the binary, served under `/web/` by the
 //!   API and at `/` by the dev stack, with its security headers.

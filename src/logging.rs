@@ -10,31 +10,57 @@
 use std::io::IsTerminal;
 
 use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 /// Dependency targets whose TRACE output carries credentials.
 const SECRET_BEARING_TARGETS: [&str; 2] = ["aws_smithy_runtime", "aws_sigv4"];
 
+/// The variable that chooses the level.
+const LEVEL_ENV: &str = "RUST_LOG";
+
 /// The filter: `RUST_LOG` when set and not empty (else `default_level`), and then the cap.
+///
+/// `RUST_LOG` takes a level (`debug`) and `target=level` directives, comma-separated
+/// (`info,credbroker=debug`). `tracing-subscriber`'s `EnvFilter` would also take span and field
+/// filters, but it brings a regex DFA compiler into both Lambda binaries (their size budget is
+/// 8 MB), for a syntax no one filters this broker's logs with.
 pub fn filter<S>(default_level: &str) -> impl Filter<S> + use<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     // An empty RUST_LOG counts as unset (an empty filter would silently keep only errors).
-    let chosen = std::env::var(EnvFilter::DEFAULT_ENV)
+    let chosen = std::env::var(LEVEL_ENV)
         .ok()
         .filter(|value| !value.trim().is_empty());
-    let chosen = EnvFilter::new(chosen.as_deref().unwrap_or(default_level));
+    let chosen = chosen_targets(chosen.as_deref(), default_level);
     let cap = SECRET_BEARING_TARGETS
         .iter()
         .fold(Targets::new().with_default(LevelFilter::TRACE), |cap, target| {
             cap.with_target(*target, LevelFilter::DEBUG)
         });
     chosen.and(cap)
+}
+
+/// `RUST_LOG`'s directives, or `default_level` when there are none or they do not parse (said
+/// on stderr: no subscriber exists yet to log it).
+fn chosen_targets(directives: Option<&str>, default_level: &str) -> Targets {
+    let fallback = || {
+        default_level
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+    };
+    match directives.map(str::parse::<Targets>) {
+        None => fallback(),
+        Some(Ok(targets)) => targets,
+        Some(Err(error)) => {
+            eprintln!("ignoring {LEVEL_ENV}: {error}; logging at {default_level}");
+            fallback()
+        }
+    }
 }
 
 /// Where log lines go.
@@ -118,6 +144,20 @@ mod tests {
         for hidden in ["sigv4-trace", "smithy-trace"] {
             assert!(!logged.contains(hidden), "{hidden} leaked into:\n{logged}");
         }
+    }
+
+    #[test]
+    fn directives_choose_levels_per_target_and_bad_ones_fall_back() {
+        let directives = chosen_targets(Some("warn,credbroker=debug"), "info");
+        assert_eq!(directives.default_level(), Some(LevelFilter::WARN));
+        assert!(directives.would_enable("credbroker::broker", &tracing::Level::DEBUG));
+        assert!(!directives.would_enable("hyper", &tracing::Level::INFO));
+        let bad = chosen_targets(Some("credbroker=loud"), "info");
+        assert_eq!(bad.default_level(), Some(LevelFilter::INFO));
+        assert_eq!(
+            chosen_targets(None, "warn").default_level(),
+            Some(LevelFilter::WARN)
+        );
     }
 
     #[test]

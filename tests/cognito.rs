@@ -14,28 +14,14 @@ use credbroker::config::Config;
 use credbroker::verifier::Verifier;
 use lambda_http::aws_lambda_events::iam::IamPolicyEffect;
 use serde_json::{Value, json};
-use support::{MotoServer, assert_problem, create_identity_pool, sign_in, start_broker};
+use support::{MotoServer, assert_problem, create_identity_pool, moto_json, sign_in, start_broker};
 
 const METHOD_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api1/prod/GET/reports/7";
 
-/// One `cognito-idp` JSON call to moto. Unsigned calls are routed by their `X-Amz-Target`
-/// (moto does not check signatures); moto then works in us-east-1.
+/// One `cognito-idp` JSON call to moto.
 async fn idp(moto: &MotoServer, action: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(format!("{}/", moto.endpoint))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            format!("AWSCognitoIdentityProviderService.{action}"),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("moto answers");
-    let status = answer.status();
-    let text = answer.text().await.expect("moto body");
-    assert!(status.is_success(), "moto refused {action}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    let target = format!("AWSCognitoIdentityProviderService.{action}");
+    moto_json(moto, "cognito-idp", &target, body).await
 }
 
 /// A user pool with an app client, a `custom:tenant` attribute and the groups `admins` and

@@ -380,14 +380,14 @@ mod tests {
     async fn a_lambda_proxy_caller_gets_its_own_asserted_identity_only() {
         let (issuer, signer) = broker().await;
         let app = app(verifier(&issuer));
-        let assertion = signer.sign(&claims(&issuer, ALICE));
+        let assertion = signer.assertion(&claims(&issuer, ALICE));
         let (status, seen) = call(&app, lambda_request(ALICE, Some(&assertion))).await;
         assert_eq!(status, StatusCode::OK, "{seen}");
         assert_eq!(seen["identity_id"], ALICE);
         assert_eq!(seen["subject"], "alice");
         assert_eq!(seen["claims"]["email"], "alice@example.com");
         // Another user's assertion, sent with alice's credentials: refused.
-        let theirs = signer.sign(&claims(&issuer, MALLORY));
+        let theirs = signer.assertion(&claims(&issuer, MALLORY));
         let (status, problem) = call(&app, lambda_request(ALICE, Some(&theirs))).await;
         assert_eq!(
             (status, problem["code"].as_str()),
@@ -398,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn an_http_backend_trusts_the_gateway_header_only_when_told() {
         let (issuer, signer) = broker().await;
-        let assertion = signer.sign(&claims(&issuer, ALICE));
+        let assertion = signer.assertion(&claims(&issuer, ALICE));
         let request = || {
             Request::get("/me")
                 .header(IDENTITY_ID_HEADER, ALICE)
@@ -446,10 +446,10 @@ mod tests {
         )
         .to_string();
         for forged in [
-            impostor.sign(&claims(&issuer, ALICE)),
-            signer.sign(&expired),
-            signer.sign(&wrong_issuer),
-            signer.sign(&wrong_audience),
+            impostor.assertion(&claims(&issuer, ALICE)),
+            signer.assertion(&expired),
+            signer.assertion(&wrong_issuer),
+            signer.assertion(&wrong_audience),
             hmac,
             "x".repeat(9000),
         ] {

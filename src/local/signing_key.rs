@@ -178,20 +178,28 @@ impl DevIdentitySigner {
             key: SigningKey::generate(Algorithm::ES256, "dev-identity-1"),
         }
     }
-}
 
-impl crate::identity::IdentitySigner for DevIdentitySigner {
-    fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    fn sign(&self, claims: &Value) -> String {
+    /// `claims` as an assertion (ES256, `typ` [`crate::identity::ASSERTION_TYPE`]), at once.
+    pub fn assertion(&self, claims: &Value) -> String {
         let header = json!({
             "alg": Algorithm::ES256.name(),
             "kid": self.key.kid(),
             "typ": crate::identity::ASSERTION_TYPE,
         });
         self.key.sign_jwt_with_header(&header, claims)
+    }
+}
+
+impl crate::identity::IdentitySigner for DevIdentitySigner {
+    fn issuer(&self) -> Option<&str> {
+        Some(&self.issuer)
+    }
+
+    fn sign<'a>(
+        &'a self,
+        claims: &'a Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, crate::identity::SigningError>> {
+        Box::pin(std::future::ready(Ok(self.assertion(claims))))
     }
 
     fn public_keys(&self) -> Value {

@@ -9,6 +9,7 @@ implementation of that transform (samcli.lib.cfn_language_extensions) expands it
 Run by tests/deploy/run (pytest, aws-sam-translator). CREDBROKER_BIN names the credbroker binary.
 """
 
+import atexit
 import copy
 import json
 import os
@@ -92,7 +93,8 @@ def test_auth_and_web_routes_are_open_and_every_other_route_needs_iam():
     assert {"/auth/config", "/auth/signin/{provider}", "/api/whoami", "/web", "/web/{proxy+}"} <= set(paths)
     for path, methods in paths.items():
         for method, operation in methods.items():
-            security = operation.get("security", [])
+            # The optional app's methods exist under a condition (AppUpstreamUrl).
+            security = when_true(operation).get("security", [])
             schemes = {name for requirement in security for name in requirement}
             if method == "options":
                 assert schemes == set(), f"OPTIONS {path} must stay open for preflights: {security}"
@@ -133,26 +135,96 @@ def test_the_role_may_invoke_only_this_apis_protected_routes():
     assert "cognito-identity.amazonaws.com:aud" in trust["Condition"]["StringEquals"]
 
 
-def test_the_sign_in_function_has_no_permissions_beyond_logs_in_enhanced_mode():
+IDENTITY_KEY = "<['IdentityKey', 'Arn']>"
+NEXT_KEY = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-00000000000a"
+PREVIOUS_KEY = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-00000000000b"
+
+
+def kms_statements(evaluator, role):
+    """The role's statements that name a kms: action, as `evaluator`'s parameters render them."""
+    statements = []
+    for policy in evaluator.value(role.get("Policies", [])):
+        statements += [s for s in policy["PolicyDocument"]["Statement"] if str(s["Action"]).startswith("kms:")]
+    return statements
+
+
+def test_in_enhanced_mode_the_sign_in_function_may_only_sign_with_the_identity_key():
     output = translated()
     role = output["Resources"]["SignInFunctionRole"]["Properties"]
     assert role["ManagedPolicyArns"] == [
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
     ]
     enhanced = Evaluator({"PoolMode": "enhanced"})
-    assert enhanced.value(role.get("Policies", [])) == []
+    [policy] = enhanced.value(role["Policies"])
+    sign, read = policy["PolicyDocument"]["Statement"]
+    assert (sign["Effect"], sign["Action"], sign["Resource"]) == ("Allow", "kms:Sign", IDENTITY_KEY)
+    assert (read["Effect"], read["Action"], read["Resource"]) == ("Allow", "kms:GetPublicKey", [IDENTITY_KEY])
+
+
+def test_the_identity_key_is_a_retained_p256_signing_key_administered_through_iam():
+    key = TEMPLATE["Resources"]["IdentityKey"]
+    assert (key["Condition"], key["DeletionPolicy"], key["UpdateReplacePolicy"]) == (
+        "CreateIdentityKey", "Retain", "Retain")
+    properties = key["Properties"]
+    assert (properties["KeySpec"], properties["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    [statement] = properties["KeyPolicy"]["Statement"]
+    assert statement["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    config = json.loads(Evaluator({}).config())
+    assert config["identity"] == {"kms_key_id": IDENTITY_KEY, "published_kms_key_ids": []}
+
+
+def test_a_rotation_signs_with_the_next_key_and_keeps_publishing_the_previous_one():
+    role = translated()["Resources"]["SignInFunctionRole"]["Properties"]
+    # Step 1: the next key is published (and readable) before anything signs with it.
+    before = Evaluator({"IdentityPublishedKeyArns": NEXT_KEY})
+    sign, read = kms_statements(before, role)
+    # (The evaluator's placeholder for the key's ARN holds a comma of its own: compare joined.)
+    assert (sign["Resource"], ",".join(read["Resource"])) == (IDENTITY_KEY, f"{IDENTITY_KEY},{NEXT_KEY}")
+    assert json.loads(before.config())["identity"]["published_kms_key_ids"] == [NEXT_KEY]
+    # Step 2: it signs; the stack's own key is gone from the stack (retained) but still published.
+    after = Evaluator({"IdentityKeyArn": NEXT_KEY, "IdentityPublishedKeyArns": PREVIOUS_KEY})
+    assert not after.exists("IdentityKey")
+    sign, read = kms_statements(after, role)
+    assert (sign["Resource"], read["Resource"]) == (NEXT_KEY, [NEXT_KEY, PREVIOUS_KEY])
+    identity = json.loads(after.config())["identity"]
+    assert identity == {"kms_key_id": NEXT_KEY, "published_kms_key_ids": [PREVIOUS_KEY]}
+    # A custom domain pins the issuer.
+    pinned = Evaluator({"IdentityIssuer": "https://api.example.com/auth"})
+    assert json.loads(pinned.config())["identity"]["issuer"] == "https://api.example.com/auth"
+    outputs = SOURCE["Outputs"]
+    assert Evaluator({}).value(outputs["IdentityIssuer"]["Value"]) == "https://<Api>.execute-api.<AWS::Region>.<AWS::URLSuffix>/prod/auth"
+    assert pinned.value(outputs["IdentityIssuer"]["Value"]) == "https://api.example.com/auth"
 
 
 def test_in_developer_mode_the_sign_in_function_may_vouch_for_users_of_this_pool_only():
     role = translated()["Resources"]["SignInFunctionRole"]["Properties"]
     for parameters, pool in (({}, POOL_ID), (PARAMETER_SETS["entra one tenant, existing pool"][0], None)):
         developer = Evaluator({"PoolMode": "developer", **parameters})
-        [policy] = developer.value(role["Policies"])
-        [statement] = policy["PolicyDocument"]["Statement"]
+        [cognito, _kms] = developer.value(role["Policies"])
+        [statement] = cognito["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Allow"
         assert statement["Action"] == "cognito-identity:GetOpenIdTokenForDeveloperIdentity"
         pool = pool or parameters["ExistingIdentityPoolId"]
         assert statement["Resource"].endswith(f":identitypool/{pool}"), statement["Resource"]
+
+
+def test_an_http_app_goes_behind_iam_with_the_identity_id_api_gateway_verified():
+    paths = rest_api_paths(translated(), "Api")
+    with_app = Evaluator({"AppUpstreamUrl": "https://app.internal.example.com"})
+    without_app = Evaluator({})
+    for path, target in (("/api/app", "https://app.internal.example.com/"),
+                         ("/api/app/{proxy+}", "https://app.internal.example.com/{proxy}")):
+        method = paths[path]["x-amazon-apigateway-any-method"]
+        assert without_app.value(method) is None, f"{path} has a method without AppUpstreamUrl"
+        operation = with_app.value(method)
+        assert operation["security"] == [{"AWS_IAM": []}]
+        integration = operation["x-amazon-apigateway-integration"]
+        assert (integration["type"], integration["httpMethod"], integration["uri"]) == ("http_proxy", "ANY", target)
+        mapped = integration["requestParameters"]
+        assert mapped["integration.request.header.X-Credbroker-Identity-Id"] == "context.identity.cognitoIdentityId"
+        if "{proxy}" in target:
+            assert mapped["integration.request.path.proxy"] == "method.request.path.proxy"
+
 
 def test_the_lambda_functions_run_as_the_emulator_checks_them():
     for logical_id in ("SignInFunction", "BearerAuthorizerFunction"):
@@ -303,17 +375,74 @@ def free_port():
         return s.getsockname()[1]
 
 
+class MotoKms:
+    """A moto server (KMS) with P-256 signing keys, for `credbroker serve` to read the rendered
+    [identity] keys from, as the sign-in function reads them from KMS at start. Started once."""
+
+    server = None
+    endpoint = None
+    keys = []
+
+    @classmethod
+    def key(cls, index):
+        if cls.server is None:
+            port = free_port()
+            cls.server = subprocess.Popen(["moto_server", "-p", str(port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            atexit.register(cls.server.terminate)
+            cls.endpoint = f"http://127.0.0.1:{port}"
+        while len(cls.keys) <= index:
+            cls.keys.append(cls.create_key())
+        return cls.keys[index]
+
+    @classmethod
+    def create_key(cls):
+        # Moto picks the service from the Authorization header's scope; it checks no signature.
+        request = urllib.request.Request(cls.endpoint + "/", method="POST", data=json.dumps(
+            {"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}).encode(), headers={
+            "content-type": "application/x-amz-json-1.1",
+            "x-amz-target": "TrentService.CreateKey",
+            "authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, "
+                             "SignedHeaders=host, Signature=00",
+        })
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    return json.load(answer)["KeyMetadata"]["Arn"]
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def with_moto_keys(config_text):
+    """The configuration with its [identity] keys (resource placeholders, parameter ARNs)
+    replaced by moto's, and moto as the KMS endpoint."""
+    config = json.loads(config_text)
+    identity = config.get("identity")
+    if identity is None:
+        return config_text
+    identity["kms_key_id"] = MotoKms.key(0)
+    identity["published_kms_key_ids"] = [MotoKms.key(i + 1) for i in range(len(identity.get("published_kms_key_ids") or []))]
+    identity["endpoint"] = MotoKms.endpoint
+    return json.dumps(config)
+
+
 def served_config(config_text):
     """Starts `credbroker serve` on the rendered configuration and returns its GET /auth/config
-    answer; fails with credbroker's own message when the configuration is refused."""
+    answer; fails with credbroker's own message when the configuration is refused. The identity
+    keys are moto's (credbroker reads their public halves at start)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-        file.write(config_text)
+        file.write(with_moto_keys(config_text))
     port = free_port()
+    moto_credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
     server = subprocess.Popen(
         [CREDBROKER, "serve", "--config", file.name, "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **moto_credentials},
     )
     try:
         deadline = time.monotonic() + 20

@@ -140,6 +140,29 @@ pub async fn create_identity_pool(endpoint: &str, providers: &[&str]) -> String 
     answer.identity_pool_id
 }
 
+/// One JSON-protocol call to moto (`X-Amz-Target: {target}`), its answer (`Null` if not JSON).
+/// Moto checks no signature; it routes by the credential scope of the `Authorization` header,
+/// so a dummy one names `service` (`kms`, `cognito-idp`). Moto then works in us-east-1.
+pub async fn moto_json(moto: &MotoServer, service: &str, target: &str, body: Value) -> Value {
+    let scope = format!("testing/20260101/{MOTO_REGION}/{service}/aws4_request");
+    let answer = reqwest::Client::new()
+        .post(format!("{}/", moto.endpoint))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", target)
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=00"),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("moto answers");
+    let status = answer.status();
+    let text = answer.text().await.expect("moto body");
+    assert!(status.is_success(), "moto refused {target}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
 /// An SDK config for the Cognito Identity endpoint at `endpoint` in [`MOTO_REGION`], without
 /// credentials: `GetId` and `GetCredentialsForIdentity` are unsigned calls.
 fn cognito_config(endpoint: &str) -> aws_sdk_cognitoidentity::config::Builder {
