@@ -127,6 +127,18 @@ fn kind_rules(config: &ProviderConfig) -> Box<dyn KindRules> {
     }
 }
 
+/// The kind's own checks of its settings at start (key + fix errors); [`kind_rules`] builds
+/// from settings that passed them. Google has none beyond the kind-only keys.
+pub(crate) fn validate_kind(name: &str, config: &ProviderConfig) -> Result<(), crate::config::ConfigError> {
+    match config.kind {
+        ProviderKind::Google => Ok(()),
+        ProviderKind::Microsoft => microsoft::validate(name, config),
+        ProviderKind::Salesforce => salesforce::validate(name, config),
+        ProviderKind::Cognito => cognito::validate(name, config),
+        ProviderKind::Oidc => oidc::validate(name, config),
+    }
+}
+
 /// Where a kind keeps its signing keys.
 #[derive(Debug, Clone, Copy)]
 enum KeyHome {

@@ -6,7 +6,9 @@
 use serde_json::Value;
 
 use super::{ClientEndpoints, KeyHome, KindRules, TokenUse, expect_claim, one_of_issuers};
-use crate::config::ProviderConfig;
+use url::Url;
+
+use crate::config::{ConfigError, ProviderConfig, invalid, is_scope_token, validate_url};
 use crate::issuer::Issuer;
 use crate::token::{self, Claims, TokenError};
 
@@ -46,6 +48,63 @@ pub fn hosted_ui_origin(domain: &str) -> String {
         format!("https://{domain}")
     };
     origin.trim_end_matches('/').to_string()
+}
+
+/// `user_pool_id` (required), the access-token settings and `hosted_ui_domain`.
+pub(crate) fn validate(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    validate_user_pool(name, provider)?;
+    validate_extras(name, provider)
+}
+
+fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.user_pool_id");
+    let pool = regex::Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$").expect("static regex");
+    match &provider.user_pool_id {
+        Some(id) if pool.is_match(id) => Ok(()),
+        Some(id) => Err(invalid(
+            key,
+            format!("`{id}` is not a user pool id"),
+            "write REGION_ID, e.g. eu-west-1_AbCdEf123",
+        )),
+        None => Err(invalid(
+            key,
+            "is required for kind = \"cognito\"",
+            "set user_pool_id = \"REGION_ID\"",
+        )),
+    }
+}
+
+fn validate_extras(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    if !provider.access_token_scopes.is_empty() && !provider.accept_access_tokens {
+        return Err(invalid(
+            key("access_token_scopes"),
+            "is set but access tokens are not accepted",
+            "set accept_access_tokens = true, or remove access_token_scopes",
+        ));
+    }
+    if let Some(scope) = provider.access_token_scopes.iter().find(|s| !is_scope_token(s)) {
+        return Err(invalid(
+            key("access_token_scopes"),
+            format!("`{scope}` is not a scope"),
+            "list scopes as Cognito names them, e.g. \"https://api.example.com/read\" or \"openid\"",
+        ));
+    }
+    if let Some(domain) = &provider.hosted_ui_domain {
+        let origin = hosted_ui_origin(domain);
+        let fix = "write the domain, e.g. myapp.auth.eu-west-1.amazoncognito.com or auth.example.com";
+        let url = Url::parse(&origin)
+            .map_err(|e| invalid(key("hosted_ui_domain"), format!("`{domain}`: {e}"), fix))?;
+        if url.origin().ascii_serialization() != origin {
+            return Err(invalid(
+                key("hosted_ui_domain"),
+                format!("`{domain}` is not a bare domain"),
+                fix,
+            ));
+        }
+        validate_url(&key("hosted_ui_domain"), &url)?;
+    }
+    Ok(())
 }
 
 impl KindRules for Cognito {

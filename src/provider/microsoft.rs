@@ -3,7 +3,7 @@
 //! `any_tenant`); the user is keyed on tenant + object id.
 
 use super::{ClientEndpoints, KeyHome, KindRules};
-use crate::config::ProviderConfig;
+use crate::config::{ConfigError, ProviderConfig, invalid};
 use crate::token::{self, Claims, TokenError};
 
 const HOST: &str = "https://login.microsoftonline.com";
@@ -30,6 +30,38 @@ impl Microsoft {
             Some([tenant]) => tenant,
             Some(_) | None => "organizations",
         }
+    }
+}
+
+/// `tenants` (lowercase GUIDs) or `any_tenant`, exactly one of them.
+pub(crate) fn validate(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.tenants");
+    match (provider.tenants.is_empty(), provider.any_tenant) {
+        (true, false) => {
+            return Err(invalid(
+                key,
+                "is empty: no tenant could sign in",
+                "list your Entra tenant id(s), or set any_tenant = true for a multi-tenant app",
+            ));
+        }
+        (false, true) => {
+            return Err(invalid(
+                key,
+                "is set together with any_tenant = true",
+                "choose one: a tenant allowlist, or any_tenant = true",
+            ));
+        }
+        _ => {}
+    }
+    let guid = regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        .expect("static regex");
+    match provider.tenants.iter().find(|t| !guid.is_match(t)) {
+        Some(tenant) => Err(invalid(
+            key,
+            format!("`{tenant}` is not a tenant id"),
+            "use the Directory (tenant) ID GUID in lowercase, not a domain name",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! from its discovery document unless `jwks_uri` overrides the keys.
 
 use super::{ClientEndpoints, KeyHome, KindRules, one_of_issuers};
+use crate::config::{ConfigError, ProviderConfig, invalid, validate_url};
 use crate::issuer::Issuer;
 use crate::token::{Claims, TokenError};
 
@@ -16,6 +17,19 @@ pub(super) struct Oidc {
 impl Oidc {
     pub(super) fn new(issuer: Issuer) -> Oidc {
         Oidc { issuer }
+    }
+}
+
+/// `issuer` is required, and a URL credbroker may fetch.
+pub(crate) fn validate(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = format!("providers.{name}.issuer");
+    match &provider.issuer {
+        Some(issuer) => validate_url(&key, issuer.url()),
+        None => Err(invalid(
+            key,
+            "is required for kind = \"oidc\"",
+            "set issuer = \"https://...\"",
+        )),
     }
 }
 

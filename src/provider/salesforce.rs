@@ -6,7 +6,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{ClientEndpoints, KeyHome, KindRules, one_of_issuers};
-use crate::config::ProviderConfig;
+use crate::config::{ConfigError, ProviderConfig, validate_url};
 use crate::issuer::Issuer;
 use crate::token::{Claims, TokenError};
 
@@ -28,6 +28,14 @@ impl Salesforce {
         };
         Salesforce { issuers }
     }
+}
+
+/// Every configured issuer is a URL credbroker may fetch keys from.
+pub(crate) fn validate(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    for (index, issuer) in provider.issuers.iter().enumerate() {
+        validate_url(&format!("providers.{name}.issuers[{index}]"), issuer.url())?;
+    }
+    Ok(())
 }
 
 impl KindRules for Salesforce {
