@@ -487,7 +487,11 @@ where
     ))
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    key: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -879,7 +883,7 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-fn validate_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+pub(crate) fn validate_url(key: &str, url: &Url) -> Result<(), ConfigError> {
     if is_acceptable_url(url) {
         Ok(())
     } else {
@@ -942,28 +946,7 @@ fn validate_provider(name: &str, provider: &ProviderConfig) -> Result<(), Config
     if let Some(uri) = &provider.jwks_uri {
         validate_url(&key("jwks_uri"), uri)?;
     }
-    match provider.kind {
-        ProviderKind::Oidc => match &provider.issuer {
-            Some(issuer) => validate_url(&key("issuer"), issuer.url()),
-            None => Err(invalid(
-                key("issuer"),
-                "is required for kind = \"oidc\"",
-                "set issuer = \"https://...\"",
-            )),
-        },
-        ProviderKind::Microsoft => validate_tenants(name, provider),
-        ProviderKind::Salesforce => {
-            for (index, issuer) in provider.issuers.iter().enumerate() {
-                validate_url(&key(&format!("issuers[{index}]")), issuer.url())?;
-            }
-            Ok(())
-        }
-        ProviderKind::Cognito => {
-            validate_user_pool(name, provider)?;
-            validate_cognito_extras(name, provider)
-        }
-        ProviderKind::Google => Ok(()),
-    }
+    crate::provider::validate_kind(name, provider)
 }
 
 /// Rejects fields that belong to another kind, which would otherwise be silently ignored.
@@ -1011,57 +994,8 @@ fn check_kind_only(name: &str, provider: &ProviderConfig) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn validate_tenants(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
-    let key = format!("providers.{name}.tenants");
-    match (provider.tenants.is_empty(), provider.any_tenant) {
-        (true, false) => {
-            return Err(invalid(
-                key,
-                "is empty: no tenant could sign in",
-                "list your Entra tenant id(s), or set any_tenant = true for a multi-tenant app",
-            ));
-        }
-        (false, true) => {
-            return Err(invalid(
-                key,
-                "is set together with any_tenant = true",
-                "choose one: a tenant allowlist, or any_tenant = true",
-            ));
-        }
-        _ => {}
-    }
-    let guid = regex_lite::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-        .expect("static regex");
-    match provider.tenants.iter().find(|t| !guid.is_match(t)) {
-        Some(tenant) => Err(invalid(
-            key,
-            format!("`{tenant}` is not a tenant id"),
-            "use the Directory (tenant) ID GUID in lowercase, not a domain name",
-        )),
-        None => Ok(()),
-    }
-}
-
-fn validate_user_pool(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
-    let key = format!("providers.{name}.user_pool_id");
-    let pool = regex_lite::Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$").expect("static regex");
-    match &provider.user_pool_id {
-        Some(id) if pool.is_match(id) => Ok(()),
-        Some(id) => Err(invalid(
-            key,
-            format!("`{id}` is not a user pool id"),
-            "write REGION_ID, e.g. eu-west-1_AbCdEf123",
-        )),
-        None => Err(invalid(
-            key,
-            "is required for kind = \"cognito\"",
-            "set user_pool_id = \"REGION_ID\"",
-        )),
-    }
-}
-
 /// RFC 6749 §3.3: a scope token is printable ASCII without space, `"` or `\\`.
-fn is_scope_token(scope: &str) -> bool {
+pub(crate) fn is_scope_token(scope: &str) -> bool {
     !scope.is_empty()
         && scope.len() <= 256
         && scope
@@ -1106,39 +1040,6 @@ fn validate_browser_options(name: &str, provider: &ProviderConfig) -> Result<(),
             "lacks `openid`, so no ID token would be issued",
             fix,
         ));
-    }
-    Ok(())
-}
-
-fn validate_cognito_extras(name: &str, provider: &ProviderConfig) -> Result<(), ConfigError> {
-    let key = |field: &str| format!("providers.{name}.{field}");
-    if !provider.access_token_scopes.is_empty() && !provider.accept_access_tokens {
-        return Err(invalid(
-            key("access_token_scopes"),
-            "is set but access tokens are not accepted",
-            "set accept_access_tokens = true, or remove access_token_scopes",
-        ));
-    }
-    if let Some(scope) = provider.access_token_scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(invalid(
-            key("access_token_scopes"),
-            format!("`{scope}` is not a scope"),
-            "list scopes as Cognito names them, e.g. \"https://api.example.com/read\" or \"openid\"",
-        ));
-    }
-    if let Some(domain) = &provider.hosted_ui_domain {
-        let origin = crate::provider::hosted_ui_origin(domain);
-        let fix = "write the domain, e.g. myapp.auth.eu-west-1.amazoncognito.com or auth.example.com";
-        let url = Url::parse(&origin)
-            .map_err(|e| invalid(key("hosted_ui_domain"), format!("`{domain}`: {e}"), fix))?;
-        if url.origin().ascii_serialization() != origin {
-            return Err(invalid(
-                key("hosted_ui_domain"),
-                format!("`{domain}` is not a bare domain"),
-                fix,
-            ));
-        }
-        validate_url(&key("hosted_ui_domain"), &url)?;
     }
     Ok(())
 }

@@ -11,7 +11,9 @@
 //! # Layout
 //!
 //! - [`config`]: the one typed [`config::Config`], parsed and validated once at start-up.
-//! - [`provider`]: provider kinds and what each one means for issuer, audience and Logins key.
+//! - [`provider`]: a configured provider and its checks; one module per kind (`provider/google.rs`,
+//!   `microsoft.rs`, `salesforce.rs`, `cognito.rs`, `oidc.rs`) says what that kind means for issuer,
+//!   keys, endpoints, audience, subject and Logins key.
 //! - [`issuer`]: issuer identifiers kept exactly as written (`iss` = discovery `issuer` =
 //!   configured value) and their Cognito `Logins` key.
 //! - [`discovery`]: OpenID discovery documents (`/.well-known/openid-configuration`).

@@ -32,8 +32,11 @@ use support::{
     cognito_success, corp_claims, issuer_with_rsa_key, send, sign_in, signing_credentials,
 };
 
-/// Slack on top of a documented bound for scheduling on a loaded 2-core CI machine.
-const MARGIN: Duration = Duration::from_secs(1);
+/// Slack on top of a documented bound for scheduling on a loaded 2-core CI machine: the bounds
+/// cover the pool calls, the measured time also the HTTP round trip and token verification of
+/// nine concurrent sign-ins (one run at load 6 took 23.03 s against the 22 s exchange budget).
+/// Still far inside API Gateway's 29 s, the bound users meet.
+const MARGIN: Duration = Duration::from_secs(3);
 /// A pool that signs everyone in, for tests about the IdP side.
 fn succeeding_pool_body() -> String {
     cognito_success("fault-secret-key", "fault-session-token")

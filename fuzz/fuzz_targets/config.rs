@@ -6,6 +6,7 @@
 #![no_main]
 
 use credbroker::config::{Config, ProviderConfig, ProviderKind, is_acceptable_url};
+use credbroker::issuer::Issuer;
 use libfuzzer_sys::fuzz_target;
 
 /// Real configuration files are a few KiB; this bounds the time one input can take.
@@ -89,8 +90,8 @@ fn check_provider(name: &str, provider: &ProviderConfig) {
     let urls = provider
         .jwks_uri
         .iter()
-        .chain(&provider.issuer)
-        .chain(&provider.issuers);
+        .chain(provider.issuer.iter().map(Issuer::url))
+        .chain(provider.issuers.iter().map(Issuer::url));
     for url in urls {
         assert!(is_acceptable_url(url), "providers.{name}: {url}");
     }
