@@ -1,8 +1,11 @@
 //! Sign-in cost on one core, without network noise:
 //! - `verify/*`: one ID token through every provider check (parse, key lookup in a warm cache,
 //!   signature, claims), next to `raw_signature/*`, the bare aws-lc-rs signature check on the same
-//!   bytes with the key parsed once — the difference is the cost of credbroker's checks and of
-//!   `jsonwebtoken` around the crypto;
+//!   bytes with the JWK decoded once — the difference is the cost of credbroker's checks and of
+//!   `jsonwebtoken` around the crypto. For RSA the floor is the `RsaPublicKeyComponents` check that
+//!   `jsonwebtoken`'s aws-lc-rs backend makes, which sets the key up anew at each call (about 3 µs
+//!   of a 2048-bit check); a key parsed once into a `ParsedPublicKey` would be faster, but
+//!   `jsonwebtoken` keeps no such key (see docs/performance.md);
 //! - `signin/in_process_pool`: a whole `Broker::sign_in` (verify, rules, Logins, both pool calls)
 //!   against an identity pool that answers in-process, so only broker work is measured.
 //!
@@ -157,8 +160,10 @@ fn base64url(text: &str) -> Vec<u8> {
 /// A bare check of (message, signature).
 type RawVerify = Box<dyn Fn(&[u8], &[u8]) -> bool>;
 
-/// The bare aws-lc-rs check for an RS256 or ES256 `jwk`, its key parsed once: the floor
-/// verification cannot go below.
+/// The bare aws-lc-rs check for an RS256 or ES256 `jwk`, its members decoded once: for RSA the
+/// `RsaPublicKeyComponents` check `jsonwebtoken`'s backend makes (the key set up at each call);
+/// for EC the point parsed once into a `ParsedPublicKey`, where `jsonwebtoken` parses it at each
+/// call.
 fn raw_verifier(jwk: &Value) -> RawVerify {
     use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
     let member = |name: &str| base64url(jwk[name].as_str().expect("JWK member"));

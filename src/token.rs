@@ -25,6 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::map::Entry;
 
 use crate::key::{Algorithm, MAX_KID_BYTES, VerifyingKey};
 /// Re-exported where the token checks always had it: callers quote claims with it.
@@ -46,17 +47,18 @@ pub struct Header {
     pub kid: Option<String>,
 }
 
-/// A token whose structure has been checked but whose signature has not.
-pub struct UnverifiedToken {
+/// A token whose structure has been checked but whose signature has not. It borrows the raw
+/// token, so the signed bytes are never copied.
+pub struct UnverifiedToken<'raw> {
     header: Header,
     claims: Claims,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`, what the signature covers (RFC 7515 §5.2
-    /// step 8).
-    signing_input: String,
+    /// step 8): a prefix of the raw token.
+    signing_input: &'raw str,
     signature: Vec<u8>,
 }
 
-impl fmt::Debug for UnverifiedToken {
+impl fmt::Debug for UnverifiedToken<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the token or claim values: a Debug print must not leak a usable credential.
         f.debug_struct("UnverifiedToken")
@@ -66,9 +68,9 @@ impl fmt::Debug for UnverifiedToken {
     }
 }
 
-impl UnverifiedToken {
+impl<'raw> UnverifiedToken<'raw> {
     /// Parses a compact JWS strictly; fails on anything but a well-formed signed JWT.
-    pub fn parse(raw: &str, max_bytes: usize) -> Result<UnverifiedToken, TokenError> {
+    pub fn parse(raw: &'raw str, max_bytes: usize) -> Result<UnverifiedToken<'raw>, TokenError> {
         // Size first, so nothing below ever works on an unbounded input.
         if raw.len() > max_bytes {
             return Err(TokenError::TooLarge {
@@ -96,7 +98,7 @@ impl UnverifiedToken {
         Ok(UnverifiedToken {
             header,
             claims,
-            signing_input: format!("{header_b64}.{payload_b64}"),
+            signing_input: &raw[..header_b64.len() + 1 + payload_b64.len()],
             signature,
         })
     }
@@ -272,14 +274,19 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut members = Claims::new();
         while let Some(key) = map.next_key::<String>()? {
-            if members.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key `{}`",
-                    quote_untrusted(&key)
-                )));
-            }
+            // The value is read before the key is looked up, so each member costs one lookup.
             let value = map.next_value_seed(self.nested()?)?;
-            members.insert(key, value);
+            match members.entry(key) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(value);
+                }
+                Entry::Occupied(occupied) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key `{}`",
+                        quote_untrusted(occupied.key())
+                    )));
+                }
+            }
         }
         Ok(Value::Object(members))
     }
@@ -819,7 +826,8 @@ mod tests {
 
     #[test]
     fn issuer_and_string_claims() {
-        let parsed = UnverifiedToken::parse(&raw_token(GOOD_HEADER, r#"{"iss":5,"sub":"s"}"#), MAX).unwrap();
+        let raw = raw_token(GOOD_HEADER, r#"{"iss":5,"sub":"s"}"#);
+        let parsed = UnverifiedToken::parse(&raw, MAX).unwrap();
         assert!(matches!(parsed.issuer(), Err(TokenError::MissingClaim("iss"))));
         assert_eq!(string_claim(parsed.unverified_claims(), "sub").unwrap(), "s");
         assert!(matches!(
