@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use aws_lc_rs::rand::SecureRandom;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -321,10 +320,12 @@ fn lambda_request_id(extensions: &Extensions) -> Option<&str> {
         .map(|context| context.request_id.as_str())
 }
 
+/// 16 random bytes in hex, from the OS RNG: an id needs uniqueness, not aws-lc's DRBG, whose
+/// one-time jitter-entropy seeding would otherwise cost the first sign-in ~30 ms of CPU.
 fn fresh_request_id() -> String {
     let mut bytes = [0u8; 16];
     // The system RNG failing leaves zeros: an id that is merely not unique.
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
+    let _ = getrandom::fill(&mut bytes);
     hex::encode(bytes)
 }
 
@@ -771,6 +772,17 @@ mod tests {
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("x\" forged=1"));
         let line = sign_in_line(Extensions::new(), headers).await;
         assert!(!line.contains("forged"), "{line}");
+    }
+
+    #[test]
+    fn a_fresh_request_id_is_128_random_bits_in_hex() {
+        let (first, second) = (fresh_request_id(), fresh_request_id());
+        assert_eq!(first.len(), 32, "{first}");
+        assert!(is_plain_request_id(&first), "{first}");
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()), "{first}");
+        // All zeros would mean the OS RNG failed; two equal ids, that it is not random.
+        assert_ne!(first, "0".repeat(32));
+        assert_ne!(first, second);
     }
 
     #[test]

@@ -358,11 +358,12 @@ fn full_jitter(retries_so_far: u32) -> Duration {
     ceiling.mul_f64(random_fraction())
 }
 
-/// A uniformly random number in `[0, 1]`, for jitter. Without randomness (never on a working
-/// system) it is 1, so a jittered pause is at its bound: longer, never unbounded.
+/// A uniformly random number in `[0, 1]`, for jitter, from the OS RNG (jitter needs no DRBG;
+/// see `fresh_request_id` in `api.rs`). Without randomness (never on a working system) it is 1,
+/// so a jittered pause is at its bound: longer, never unbounded.
 pub fn random_fraction() -> f64 {
     let mut random = [0u8; 4];
-    match aws_lc_rs::rand::fill(&mut random) {
+    match getrandom::fill(&mut random) {
         Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
         Err(_) => 1.0,
     }
