@@ -89,15 +89,15 @@ pub fn with_cors(router: Router, cors: Cors) -> Router {
 #[derive(Debug, Clone)]
 pub struct Cors {
     origins: Arc<Vec<String>>,
-    refuse_under: &'static str,
+    refuse_under: Arc<str>,
 }
 
 impl Cors {
     /// Lists `origins`, and refuses other origins for paths starting with `refuse_under`.
-    pub fn refusing(origins: &[String], refuse_under: &'static str) -> Cors {
+    pub fn refusing(origins: &[String], refuse_under: &str) -> Cors {
         Cors {
             origins: Arc::new(origins.to_vec()),
-            refuse_under,
+            refuse_under: refuse_under.into(),
         }
     }
 
@@ -135,7 +135,7 @@ async fn cors_layer(State(cors): State<Cors>, request: Request, next: Next) -> R
         if is_same_origin(&origin, request.headers().get(header::HOST)) {
             return next.run(request).await;
         }
-        if request.uri().path().starts_with(cors.refuse_under) {
+        if request.uri().path().starts_with(&*cors.refuse_under) {
             let shown = String::from_utf8_lossy(origin.as_bytes())
                 .chars()
                 .take(100)

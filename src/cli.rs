@@ -67,6 +67,11 @@ struct DevArgs {
     /// (client development: edit and reload).
     #[arg(long)]
     web: Option<PathBuf>,
+    /// Serve the broker, the gateway and the client under this API Gateway stage, as
+    /// `sam deploy` does (/prod/auth/config, /prod/api/, /prod/web/index.html); other paths get
+    /// API Gateway's 403. The dev provider and pool stay at the root.
+    #[arg(long, value_parser = parse_stage)]
+    stage: Option<String>,
     /// Lifetime of credentials issued by the local pool, in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=43200))]
     credential_lifetime: u64,
@@ -100,6 +105,26 @@ impl From<PoolModeArg> for PoolMode {
             PoolModeArg::Enhanced => PoolMode::Enhanced,
             PoolModeArg::Developer => PoolMode::Developer,
         }
+    }
+}
+
+/// Longest stage name API Gateway accepts.
+const MAX_STAGE_CHARS: usize = 128;
+
+/// A stage name as API Gateway accepts it: letters, digits, `-` and `_`, at most 128 characters
+/// (CreateStage's `stageName`, AWS::ApiGateway::Stage `StageName`).
+fn parse_stage(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= MAX_STAGE_CHARS
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "a stage name is 1 to {MAX_STAGE_CHARS} letters, digits, '-' or '_'"
+        ))
     }
 }
 
@@ -253,24 +278,33 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
             latency: Duration::from_millis(args.pool_latency_ms),
             quotas: args.pool_quota,
         },
+        stage: args.stage,
     };
     telemetry::prometheus::handle();
     let stack = DevStack::bind(options).await.map_err(fail)?;
-    print_dev_banner(&stack.base_url);
+    print_dev_banner(&stack.base_url, &stack.app_url);
     stack.serve(ctrl_c()).await.map_err(fail)?;
     eprintln!("credbroker dev stopped");
     Ok(())
 }
 
-fn print_dev_banner(base: &Url) {
-    println!("credbroker dev stack is running. Open {base}");
-    println!("  broker API      {base}auth/config");
+/// `base`: the stack's origin (provider, pool); `app`: where the broker, the gateway and the
+/// client are (the origin, or its `{stage}/`).
+fn print_dev_banner(base: &Url, app: &Url) {
+    // Under a stage the client is at {stage}/web/, as deployed; at the root otherwise.
+    let client = if app == base {
+        base.clone()
+    } else {
+        app.join("web/").expect("static path")
+    };
+    println!("credbroker dev stack is running. Open {client}");
+    println!("  broker API      {app}auth/config");
     println!("  dev provider    {base}dev-idp/.well-known/openid-configuration");
     println!("  identity pool   {base}cognito-identity/ (Cognito Identity protocol)");
-    println!("  SigV4 gateway   {base}api/whoami");
+    println!("  SigV4 gateway   {app}api/whoami");
     let me = command_name();
     println!(
-        "Try: {me} curl {base}api/whoami --credentials <({me} signin --broker {base} \
+        "Try: {me} curl {app}api/whoami --credentials <({me} signin --broker {app} \
          --id-token \"$({me} token --idp {base}dev-idp)\")"
     );
     println!("Ctrl-C stops it.");

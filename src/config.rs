@@ -838,7 +838,7 @@ fn validate_principal_tags(name: &str, provider: &ProviderConfig, mode: PoolMode
             key,
             "applies only to identity_pool.mode = \"developer\"",
             "in enhanced mode map claims to tags on the pool (SetPrincipalTagAttributeMap; \
-             the template's PrincipalTagClaims parameter), or switch to developer mode",
+             the template's GroupsClaim parameter), or switch to developer mode",
         ));
     }
     tags::validate_map(&provider.principal_tags).map_err(|problem| {

@@ -130,9 +130,15 @@ impl Stack {
     }
 
     async fn sign_in_with(&self, provider: &str, id_token: &str) -> (StatusCode, Value) {
+        self.sign_in_at(&format!("auth/signin/{provider}"), id_token)
+            .await
+    }
+
+    /// POSTs the ID token to the sign-in route at `path` (under the stack's origin).
+    async fn sign_in_at(&self, path: &str, id_token: &str) -> (StatusCode, Value) {
         let response = self
             .http
-            .post(self.url(&format!("auth/signin/{provider}")))
+            .post(self.url(path))
             .json(&json!({ "id_token": id_token }))
             .send()
             .await
@@ -376,6 +382,58 @@ async fn the_browser_client_and_config_are_served() {
     assert_eq!(dev["issParameterSupported"], true);
 }
 
+/// `--stage prod`: what API Gateway serves moves under `/prod/` (the client at `/prod/web/`,
+/// signatures over the stage-prefixed path), the provider stays at the root, and anything else
+/// gets API Gateway's 403.
+#[tokio::test]
+async fn under_a_stage_the_broker_gateway_and_client_are_served_under_it() {
+    let stack = Stack::start_with(DevOptions {
+        stage: Some("prod".to_string()),
+        ..DevOptions::default()
+    })
+    .await;
+    assert_eq!(stack.get("prod/auth/config").await.status(), StatusCode::OK);
+    let index = stack.get("prod/web/").await;
+    assert_eq!(index.status(), StatusCode::OK);
+    assert!(
+        index.text().await.unwrap().contains("<html"),
+        "index.html at /prod/web/"
+    );
+    let worker = stack.get("prod/web/credbroker-sw.js").await;
+    // The worker at /prod/web/ may control /prod/api/.
+    assert_eq!(worker.headers()["service-worker-allowed"], "/");
+    for outside in [
+        "auth/config",
+        "api/whoami",
+        "",
+        "index.html",
+        "web/index.html",
+        "prod/nothing",
+    ] {
+        let response = stack.get(outside).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "/{outside}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({ "message": "Missing Authentication Token" }),
+            "/{outside}"
+        );
+    }
+
+    let (status, answer) = stack
+        .sign_in_at("prod/auth/signin/dev", &stack.code_flow("gina", "").await)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut request = http::Request::builder()
+        .method("GET")
+        .uri(stack.url("prod/api/whoami"))
+        .body(Vec::new())
+        .unwrap();
+    sign_for_gateway(&mut request, &credentials_of(&answer), SystemTime::now());
+    let (status, _, body) = send(&stack.http, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["subject"], "gina");
+}
+
 /// Runs the `credbroker` binary; returns (success, stdout, stderr).
 fn credbroker(args: &[&str]) -> (bool, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_credbroker"))
@@ -388,6 +446,16 @@ fn credbroker(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A stage name is what API Gateway accepts (a path segment of letters, digits, `-`, `_`).
+#[test]
+fn the_cli_refuses_a_stage_name_api_gateway_would_refuse() {
+    for stage in ["", "../web", "prod/v1", "a b", &"x".repeat(129)] {
+        let (ok, _, stderr) = credbroker(&["dev", "--listen", "127.0.0.1:0", "--stage", stage]);
+        assert!(!ok, "--stage {stage:?} was accepted");
+        assert!(stderr.contains("a stage name is 1 to 128 letters"), "{stderr}");
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ impl Stack {
         let settings = GatewaySettings {
             region: REGION.to_owned(),
             upstream,
+            stage: None,
         };
         let server = LocalPoolServer::start(lifetime, |pool| {
             Router::new().nest("/api", gateway::router(pool, settings))

@@ -674,13 +674,16 @@ export class CredbrokerClient extends EventTarget {
    * signed by the worker, navigations only when they come from this origin. `signinUrl` (a
    * same-origin path) is where the worker sends navigations that have no valid credentials or
    * come from another site (with `?next=`); it travels in the script URL. Needs module service
-   * workers.
+   * workers. Defaults: `scope` is `api/` under the broker's path (`/api/`, or `/prod/api/` for a
+   * broker at an API Gateway stage URL), `signinUrl` this page.
    */
-  async enableTransparentMode({ scope = '/api/', script = new URL('./credbroker-sw.js', import.meta.url), signinUrl = '/' } = {}) {
+  async enableTransparentMode({ scope, script = new URL('./credbroker-sw.js', import.meta.url), signinUrl } = {}) {
     const container = this.#env.window.navigator?.serviceWorker;
     if (!container) throw new CredbrokerError('no_service_worker', 'service workers are unavailable here');
-    const scriptUrl = new URL(script, this.#env.window.location.href);
-    scriptUrl.searchParams.set('signin', this.#returnPath(signinUrl));
+    const here = this.#env.window.location.href;
+    scope ??= new URL('api/', this.#brokerBase()).pathname;
+    const scriptUrl = new URL(script, here);
+    scriptUrl.searchParams.set('signin', this.#returnPath(signinUrl ?? new URL(here).pathname));
     const registration = await container.register(scriptUrl, { scope, type: 'module' });
     this.#worker = { worker: await activeWorker(registration) };
     if (!this.#workerListening) {

@@ -4,7 +4,17 @@ import { createClient } from './credbroker.js';
 import { returnPath } from './return-url.js';
 
 const $ = (id) => document.getElementById(id);
-const client = createClient({ broker: location.origin, api: `${location.origin}/api/` });
+
+// Where the broker's routes hang from: the folder above web/, found from this file's own URL,
+// never from the origin's root. Deployed, API Gateway serves everything under the stage
+// (https://{api}.execute-api.{region}.amazonaws.com/prod/web/index.html: /prod/auth/config,
+// /prod/api/); `credbroker dev` serves these files at / (and /web/) with no prefix. The same
+// files thus work at /, /web/ and /prod/web/.
+const HERE = new URL('.', import.meta.url);
+const BASE = HERE.pathname.endsWith('/web/') ? new URL('..', HERE) : HERE;
+const API = new URL('api/', BASE);
+
+const client = createClient({ broker: BASE.href, api: API.href });
 let transparent = false;
 let countdownTimer = 0;
 
@@ -111,9 +121,11 @@ function renderProviders(providers) {
 
 async function enableTransparentMode() {
   try {
-    await client.enableTransparentMode({ scope: '/api/', signinUrl: '/' });
+    // The sign-in page is this folder's index (/, /web/ or /prod/web/): where the gateway's
+    // sign-in answer and the worker send the user.
+    await client.enableTransparentMode({ scope: API.pathname, signinUrl: HERE.pathname });
     transparent = true;
-    $('transparent').textContent = 'Transparent mode is on: pages under /api/ are signed by the service worker.';
+    $('transparent').textContent = `Transparent mode is on: pages under ${API.pathname} are signed by the service worker.`;
   } catch (error) {
     $('transparent').textContent = `Transparent mode unavailable: ${error.message}`;
   }
@@ -124,7 +136,7 @@ async function callWhoami() {
   const button = $('whoami');
   button.disabled = true;
   try {
-    const response = await client.fetch('/api/whoami');
+    const response = await client.fetch(new URL('whoami', API));
     const text = await response.text();
     let body = text;
     try {
@@ -143,6 +155,7 @@ async function callWhoami() {
 }
 
 async function main() {
+  $('app-link').href = new URL('app/', API).pathname;
   client.addEventListener('credentials', () => {
     // New credentials (a renewal, a sign-in) make an earlier "expired" or renewal warning moot.
     if (client.session) showError(null);

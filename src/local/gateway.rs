@@ -42,6 +42,9 @@ pub struct GatewaySettings {
     pub region: String,
     /// Where verified requests go instead of the demo routes (`--upstream`).
     pub upstream: Option<Url>,
+    /// The API Gateway stage everything is served under (`--stage`), if any: the sign-in page
+    /// for unsigned navigations is then `/{stage}/web/index.html`, as the template's is.
+    pub stage: Option<String>,
 }
 
 /// The identity context of a verified request, put in the request's extensions for the routes.
@@ -60,6 +63,7 @@ pub fn router(pool: Arc<LocalPool>, settings: GatewaySettings) -> Router {
     let gate = Arc::new(Gate {
         pool,
         region: settings.region,
+        signin_page: signin_redirect_html(settings.stage.as_deref()),
     });
     let routes = match settings.upstream {
         Some(upstream) => proxy::router(upstream),
@@ -76,6 +80,8 @@ pub fn router(pool: Arc<LocalPool>, settings: GatewaySettings) -> Router {
 struct Gate {
     pool: Arc<LocalPool>,
     region: String,
+    /// [`SIGNIN_REDIRECT_TEMPLATE`] as API Gateway would render it for this stage.
+    signin_page: String,
 }
 
 /// Verifies every request before it reaches a route; CORS preflights pass unauthenticated, as
@@ -121,7 +127,7 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
             tracing::debug!(error_type = error.error_type(), %error, "gateway refused a request");
             let mut response =
                 if error == SigV4Error::MissingAuthenticationToken && wants_html(&parts.headers) {
-                    signin_redirect_page()
+                    signin_redirect_page(&gate.signin_page)
                 } else {
                     json_message(StatusCode::FORBIDDEN, &error.to_string())
                 };
@@ -183,8 +189,11 @@ fn lookup_key(pool: &LocalPool, access_key_id: &str, now: SystemTime) -> KeyLook
 /// `$context.stage` is API Gateway's substitution; `__CREDBROKER_WEB__` the client's folder.
 pub const SIGNIN_REDIRECT_TEMPLATE: &str = include_str!("gateway/signin-redirect.html");
 
-/// Where the local stack serves the web client, relative to its root (`web/` in AWS).
+/// Where the local stack serves the web client, relative to its root (`web/` in AWS, and
+/// locally under a `--stage`).
 const LOCAL_WEB_DIR: &str = "";
+/// Where API Gateway serves it, relative to the stage (the template's `/web/{file}` routes).
+const STAGE_WEB_DIR: &str = "web/";
 
 /// Whether API Gateway would pick a `text/html` response template for this request. It selects
 /// a gateway response's template by the request's `Accept`, honouring only its first media type
@@ -202,13 +211,18 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("text/html"))
 }
 
-/// The 403 page that sends an unsigned navigation to sign-in and back, as the template's gateway
-/// response renders it for a stage-less URL (a custom domain).
-fn signin_redirect_page() -> Response {
-    let page = SIGNIN_REDIRECT_TEMPLATE
-        .replace("$context.stage", "")
-        .replace("__CREDBROKER_WEB__", LOCAL_WEB_DIR);
-    let mut response = (StatusCode::FORBIDDEN, axum::response::Html(page)).into_response();
+/// The page the template's gateway response renders: for a stage-less URL (a custom domain, the
+/// plain dev stack) the client is at the root; under a stage, at `/{stage}/web/`.
+fn signin_redirect_html(stage: Option<&str>) -> String {
+    let (stage, web) = stage.map_or(("", LOCAL_WEB_DIR), |stage| (stage, STAGE_WEB_DIR));
+    SIGNIN_REDIRECT_TEMPLATE
+        .replace("$context.stage", stage)
+        .replace("__CREDBROKER_WEB__", web)
+}
+
+/// The 403 page that sends an unsigned navigation to sign-in and back.
+fn signin_redirect_page(page: &str) -> Response {
+    let mut response = (StatusCode::FORBIDDEN, axum::response::Html(page.to_owned())).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -216,6 +230,20 @@ fn signin_redirect_page() -> Response {
 }
 
 /// API Gateway's error shape: `{"message": ...}` as `application/json`.
+/// API Gateway's answer for a path it has no route for (any path outside the stage included):
+/// 403 `{"message":"Missing Authentication Token"}`, whatever the method and signature.
+pub fn missing_authentication_token() -> Response {
+    let mut response = json_message(
+        StatusCode::FORBIDDEN,
+        &SigV4Error::MissingAuthenticationToken.to_string(),
+    );
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static(SigV4Error::MissingAuthenticationToken.error_type()),
+    );
+    response
+}
+
 fn json_message(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
 }
@@ -243,13 +271,13 @@ mod tests {
 
     #[test]
     fn the_local_page_has_no_placeholders_left() {
-        let response = signin_redirect_page();
+        let page = signin_redirect_html(None);
+        let response = signin_redirect_page(&page);
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-        let page = SIGNIN_REDIRECT_TEMPLATE
-            .replace("$context.stage", "")
-            .replace("__CREDBROKER_WEB__", LOCAL_WEB_DIR);
         assert!(!page.contains("$context") && !page.contains("__CREDBROKER"));
+        let staged = signin_redirect_html(Some("prod"));
+        assert!(staged.contains(r#"const stage = "prod";"#) && staged.contains(r#"const web = "web/";"#));
         // API Gateway's templates are plain substitution: any other `$` would be read as a variable.
         assert_eq!(SIGNIN_REDIRECT_TEMPLATE.matches('$').count(), 1);
     }

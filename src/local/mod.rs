@@ -13,6 +13,14 @@
 //! | `/cognito-identity/`  | the local identity pool, reached by the broker through the AWS SDK |
 //! | `/api/*`              | the SigV4 gateway: demo routes or `--upstream`           |
 //! | `/`                   | the browser client (embedded `web/`, or `--web DIR`)     |
+//!
+//! With `--stage NAME` the parts API Gateway serves in AWS (`/auth/*`, `/api/*`, the client at
+//! `/web/`) move under `/NAME/`, the way a REST API's stage URL carries them
+//! (`https://{api}.execute-api.{region}.amazonaws.com/{stage}/…`,
+//! <https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-call-api.html>), and
+//! any other path gets API Gateway's 403 `Missing Authentication Token`; the provider and the
+//! pool, other services in AWS, stay at the root. Clients sign the stage-prefixed path, as they
+//! do against AWS.
 
 pub mod gateway;
 mod html;
@@ -60,6 +68,9 @@ pub struct DevOptions {
     pub pool_mode: PoolMode,
     /// The local pool's emulated round trip and quotas.
     pub pool_load: pool::PoolLoad,
+    /// An API Gateway stage name to serve the broker, the gateway and the client under
+    /// (`/prod/auth/config`, `/prod/api/`, `/prod/web/`), as `sam deploy` does.
+    pub stage: Option<String>,
 }
 
 impl Default for DevOptions {
@@ -72,6 +83,7 @@ impl Default for DevOptions {
             credential_lifetime: Duration::from_secs(3600),
             pool_mode: PoolMode::Enhanced,
             pool_load: pool::PoolLoad::default(),
+            stage: None,
         }
     }
 }
@@ -96,6 +108,9 @@ pub enum DevError {
 pub struct DevStack {
     /// The origin everything is served on, e.g. `http://127.0.0.1:8787`.
     pub base_url: Url,
+    /// Where the broker, the gateway (`api/`) and the client are: `base_url`, or
+    /// `base_url/{stage}/` with `--stage`.
+    pub app_url: Url,
     /// The local identity pool (tests look credentials up in it).
     pub pool: Arc<pool::LocalPool>,
     /// The dev OpenID provider.
@@ -118,6 +133,12 @@ impl DevStack {
             source,
         })?;
         let base_url = base_url_for(bound);
+        let app_url = match &options.stage {
+            Some(stage) => base_url
+                .join(&format!("{stage}/"))
+                .expect("a stage name is a path segment"),
+            None => base_url.clone(),
+        };
         let mut config = options.config.clone().unwrap_or_else(empty_config);
         let pool_config = local_pool_config(&base_url, config.identity_pool.as_ref(), options.pool_mode);
         config.identity_pool = Some(pool_config.clone());
@@ -169,11 +190,12 @@ impl DevStack {
             broker.allow_origin(origin);
         }
         broker.set_identity_signer(Arc::new(signing_key::DevIdentitySigner::generate(
-            base_url.join("auth").expect("static path").to_string(),
+            app_url.join("auth").expect("static path").to_string(),
         )));
         let router = assemble(Arc::new(broker), idp.clone(), pool.clone(), &options);
         Ok(DevStack {
             base_url,
+            app_url,
             pool,
             idp,
             router,
@@ -219,24 +241,39 @@ fn assemble(
 ) -> Router {
     // Only the broker API refuses unlisted origins; the dev provider and the gateway behave like
     // the real services they stand in for.
-    let cors = Cors::refusing(broker.allowed_origins(), "/auth/");
+    let refuse_under = match &options.stage {
+        Some(stage) => format!("/{stage}/auth/"),
+        None => "/auth/".to_string(),
+    };
+    let cors = Cors::refusing(broker.allowed_origins(), &refuse_under);
     let settings = gateway::GatewaySettings {
         region: broker.region().to_string(),
         upstream: options.upstream.clone(),
+        stage: options.stage.clone(),
     };
     let gateway = gateway::router(pool.clone(), settings);
-    let app = Router::new()
+    let other_services = Router::new()
         .nest("/dev-idp", idp.router())
         // nest_service routes `/cognito-identity/`, the path the SDK posts to, to the pool.
         .nest_service("/cognito-identity", pool.router())
-        .nest("/api", gateway)
         .merge(health::routes(Arc::new(Readiness::new(
             broker.clone(),
             health::DEFAULT_READINESS_INTERVAL,
-        ))))
-        .merge(api::routes(broker))
-        .merge(assets::router(options.web.clone(), ""))
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+        ))));
+    // What API Gateway serves in AWS.
+    let gateway_served = Router::new().nest("/api", gateway).merge(api::routes(broker));
+    let app = match &options.stage {
+        None => other_services
+            .merge(gateway_served)
+            .merge(assets::router(options.web.clone(), "")),
+        Some(stage) => other_services
+            .nest(
+                &format!("/{stage}"),
+                gateway_served.merge(assets::router(options.web.clone(), "/web")),
+            )
+            .fallback(|| async { gateway::missing_authentication_token() }),
+    };
+    let app = app.method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api::with_cors(app, cors)
 }
 

@@ -90,7 +90,8 @@ def rest_api_paths(output, logical_id):
 
 def test_auth_and_web_routes_are_open_and_every_other_route_needs_iam():
     paths = rest_api_paths(translated(), "Api")
-    assert {"/auth/config", "/auth/signin/{provider}", "/api/whoami", "/web", "/web/{proxy+}"} <= set(paths)
+    assert {"/auth/config", "/auth/signin/{provider}", "/auth/identity-keys", "/api/whoami", "/web",
+            "/web/{proxy+}"} <= set(paths)
     for path, methods in paths.items():
         for method, operation in methods.items():
             # The optional app's methods exist under a condition (AppUpstreamUrl).
@@ -102,6 +103,32 @@ def test_auth_and_web_routes_are_open_and_every_other_route_needs_iam():
                 assert "AWS_IAM" not in schemes, f"{method.upper()} {path} must be open: {security}"
             else:
                 assert schemes == {"AWS_IAM"}, f"{method.upper()} {path} must be AWS_IAM: {security}"
+
+
+def broker_routes():
+    """(METHOD, path) of every route `routes()` in src/api.rs serves (the sign-in function's
+    /auth/* routes), from its `.route("PATH", METHOD(handler))` lines."""
+    source = (ROOT / "src/api.rs").read_text()
+    body = source[source.index("pub fn routes(") :]
+    body = body[: body.index("\n}\n")]
+    found = set()
+    for line in body.splitlines():
+        line = line.strip()
+        if line.startswith('.route("'):
+            path = line.split('"')[1]
+            method = line.split('", ', 1)[1].split("(", 1)[0]
+            found.add((method.upper(), path))
+    assert found, "no .route( lines found in src/api.rs routes()"
+    return found
+
+
+def test_every_route_the_broker_serves_is_an_open_event_of_the_sign_in_function():
+    events = TEMPLATE["Resources"]["SignInFunction"]["Properties"]["Events"].values()
+    open_events = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events
+                   if e["Properties"].get("Auth") == {"Authorizer": "NONE"}}
+    assert ("GET", "/auth/identity-keys") in broker_routes()
+    missing = broker_routes() - open_events
+    assert not missing, f"src/api.rs serves these, the template routes none of them to the function: {missing}"
 
 
 def test_preflights_are_answered_by_the_gateway_on_every_path():
@@ -270,8 +297,7 @@ class Evaluator:
 
     def exists(self, logical_id):
         condition = TEMPLATE["Resources"][logical_id].get("Condition")
-        # Inside Fn::ForEach the condition is an Fn::Sub naming it.
-        return condition is None or self.condition(self.value(condition))
+        return condition is None or self.condition(condition)
 
     def ref(self, name):
         if name in self.parameters:
@@ -584,6 +610,29 @@ def test_cloudfront_hosting_is_optional():
     assert translated()["Resources"]["WebDistribution"]["Condition"] == "HasCloudFrontWeb"
 
 
+def readme_table_names(heading):
+    """The `names` in the first column of the first table after `heading` in README.md's deploy
+    section (a row may name several, comma-separated)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploying to AWS (sam deploy)") :]
+    lines = section[section.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    names = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        first = line.split("|")[1]
+        names |= {part.strip().strip("`") for part in first.split(",")}
+    assert names, f"no table after {heading!r}"
+    return names
+
+
+def test_the_readme_lists_exactly_the_templates_resources_parameters_and_outputs():
+    assert readme_table_names("What it creates") == set(TEMPLATE["Resources"])
+    assert readme_table_names("### Parameters") == set(SOURCE["Parameters"])
+    assert readme_table_names("### Outputs") == set(TEMPLATE["Outputs"])
+
+
 def test_no_two_outputs_say_the_same_thing():
     values = [json.dumps(output["Value"], sort_keys=True) for output in TEMPLATE["Outputs"].values()]
     assert len(values) == len(set(values)), TEMPLATE["Outputs"]
@@ -628,7 +677,8 @@ def test_a_developer_pool_has_only_a_developer_provider_and_no_role_mapping():
     for key in ("SupportedLoginProviders", "OpenIdConnectProviderARNs", "CognitoIdentityProviders"):
         assert key not in pool, f"{key} in a developer pool: {pool}"
     for resource in ("SalesforceOidcProvider", "EntraOidcProvider1", "EntraOidcProvider2", "EntraOidcProvider3",
-                     "GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1"):
+                     "GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1",
+                     "EntraPrincipalTags2", "EntraPrincipalTags3"):
         assert not developer.exists(resource), resource
     roles = developer.value(TEMPLATE["Resources"]["IdentityPoolRoles"]["Properties"])
     assert "RoleMappings" not in roles, "the broker's rules are authoritative in developer mode"
@@ -653,11 +703,43 @@ def test_the_developer_config_is_accepted_by_credbroker():
 
 def test_enhanced_pools_map_the_groups_claim_to_a_principal_tag_per_provider():
     enhanced = Evaluator({**PARAMETER_SETS["everything"][0], "GroupsClaim": "cognito:groups"})
-    for resource in ("GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1"):
+    for resource in ("GooglePrincipalTags", "CognitoPrincipalTags", "SalesforcePrincipalTags", "EntraPrincipalTags1",
+                     "EntraPrincipalTags2", "EntraPrincipalTags3"):
         assert enhanced.exists(resource), resource
         properties = enhanced.value(TEMPLATE["Resources"][resource]["Properties"])
         assert properties["PrincipalTags"] == {"groups": "cognito:groups"}
         assert properties["UseDefaults"] is False
+
+
+def principal_tag_maps(evaluator):
+    """{provider name: PrincipalTags} of the principal tag maps that exist for `evaluator`."""
+    maps = {}
+    for logical_id, resource in TEMPLATE["Resources"].items():
+        if resource["Type"] == "AWS::Cognito::IdentityPoolPrincipalTag" and evaluator.exists(logical_id):
+            properties = evaluator.value(resource["Properties"])
+            assert properties["UseDefaults"] is False, logical_id
+            maps[properties["IdentityProviderName"]] = properties["PrincipalTags"]
+    return maps
+
+
+@pytest.mark.parametrize("tenants", [1, 2, 3])
+def test_every_login_provider_of_an_enhanced_pool_maps_the_groups_tag(tenants):
+    """/api/admin/* needs the "groups" principal tag: a provider of the pool without a tag map
+    (as Entra tenants 2 and 3 once were) would be denied there whatever its groups."""
+    parameters = {**PARAMETER_SETS["everything"][0], "GroupsClaim": "roles"}
+    for index in range(tenants + 1, 4):
+        parameters[f"EntraTenantId{index}"] = ""
+    enhanced = Evaluator(parameters)
+    pool = enhanced.value(TEMPLATE["Resources"]["IdentityPool"]["Properties"])
+    providers = {*pool["SupportedLoginProviders"], *pool["OpenIdConnectProviderARNs"],
+                 *(p["ProviderName"] for p in pool["CognitoIdentityProviders"])}
+    assert len(pool["OpenIdConnectProviderARNs"]) == 1 + tenants  # Salesforce and each tenant
+    maps = principal_tag_maps(enhanced)
+    assert set(maps) == providers
+    assert all(tags == {"groups": "roles"} for tags in maps.values()), maps
+    # A shared pool is left alone, and a developer pool's tags come from the broker.
+    assert principal_tag_maps(Evaluator({**parameters, "ExistingIdentityPoolId": POOL_ID})) == {}
+    assert principal_tag_maps(Evaluator({**parameters, "PoolMode": "developer"})) == {}
 
 
 def test_the_admin_rule_matches_a_group_member_in_either_mode():

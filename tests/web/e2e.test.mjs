@@ -8,109 +8,17 @@
 // binary with cargo first (CREDBROKER_BIN names a ready one instead). Nothing is downloaded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 
-import { chromium } from 'playwright-core';
+import { callWhoami, launchChromium, navigates, startStack, stepper, STEP_MS } from './stack.mjs';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUTPUT = fileURLToPath(new URL('../../test-output/e2e/', import.meta.url));
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 /**
  * Short credentials (the client renews them after half their lifetime), yet long enough that the
  * worker's copy outlives the /api/app/ steps on a busy machine.
  */
 const CREDENTIAL_LIFETIME_S = 120;
-const STACK_START_MS = 30_000;
-const CARGO_BUILD_MS = 15 * 60_000;
-const STEP_MS = 15_000;
-const STOP_MS = 5_000;
-/** Kept of the stack's stderr, for failure messages. */
-const MAX_LOG_CHARS = 8_000;
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  // The machine's network is closed: nothing may phone home.
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-/** `target/debug/credbroker`, built now so the test never runs a stale binary. */
-function credbrokerBinary() {
-  if (process.env.CREDBROKER_BIN) return process.env.CREDBROKER_BIN;
-  const build = spawnSync('cargo', ['build', '--locked', '--quiet', '--bin', 'credbroker'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: CARGO_BUILD_MS,
-  });
-  assert.equal(build.status, 0, `cargo build failed (${build.error?.message ?? `exit ${build.status}`})`);
-  return `${ROOT}target/debug/credbroker`;
-}
-
-/** Starts `credbroker dev` on a free port; resolves once it prints its URL. */
-async function startStack() {
-  const child = spawn(
-    credbrokerBinary(),
-    ['dev', '--listen', '127.0.0.1:0', '--credential-lifetime', String(CREDENTIAL_LIFETIME_S)],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
-  );
-  // Whatever happens to this test process, the stack goes with it.
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  let log = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk) => {
-    log = (log + chunk).slice(-MAX_LOG_CHARS);
-  });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const stop = async () => {
-    process.off('exit', killOnExit);
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGINT'); // like Ctrl-C: a graceful shutdown
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_MS);
-    await exited;
-    clearTimeout(timer);
-  };
-  const lines = createInterface({ input: child.stdout });
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`credbroker dev printed no URL within ${STACK_START_MS} ms\n${log}`)), STACK_START_MS);
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      const found = /Open (http:\/\/127\.0\.0\.1:\d+\/)/.exec(line)?.[1];
-      if (found) resolve(found);
-      else reject(new Error(`unexpected first line from credbroker dev: ${line}`));
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`credbroker dev exited (${code ?? signal}) before serving\n${log}`));
-    });
-  }).catch(async (error) => {
-    await stop();
-    throw error;
-  });
-  // readline keeps reading stdout, so the stack never blocks on a full pipe.
-  return { url, stop, log: () => log };
-}
-
-async function launchChromium() {
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (tests/run does), or set CHROMIUM`);
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-}
-
-/** The JSON the demo page shows after "Call /api/whoami" (its first line is `HTTP <status>`). */
-async function callWhoami(page) {
-  const output = page.locator('#output');
-  const before = (await output.isVisible()) ? await output.textContent() : null;
-  await page.getByRole('button', { name: 'Call /api/whoami' }).click();
-  // The button is disabled while the call runs; the output changes when it is done.
-  await page.waitForFunction((old) => {
-    const el = document.getElementById('output');
-    return !el.hidden && el.textContent !== old && !document.getElementById('whoami').disabled;
-  }, before);
-  const [status, ...body] = (await output.textContent()).split('\n');
-  assert.equal(status, 'HTTP 200', `whoami failed: ${status}\n${body.join('\n')}`);
-  return JSON.parse(body.join('\n'));
-}
-
 /** The request the service worker sends for `method url` (the page's own is never sent). */
 function sentByWorker(context, method, url, timeout = STEP_MS) {
   return context.waitForEvent('request', {
@@ -197,31 +105,8 @@ async function signOutAndReturn(page, base) {
   await page.locator('#signin').waitFor();
 }
 
-/** Runs `action` and waits for the navigation it causes to land on a URL matching `url`. */
-async function navigates(page, url, action) {
-  await Promise.all([page.waitForURL(url, { waitUntil: 'load' }), action()]);
-}
-
-/** Runs one step after another; once one fails the rest are skipped instead of piling up errors. */
-function stepper(t, page, stack) {
-  let failed = false;
-  return (name, fn) =>
-    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
-      try {
-        await fn();
-      } catch (error) {
-        failed = true;
-        const shown = await page.locator('body').innerText({ timeout: 1_000 }).catch(() => '(unreadable)');
-        throw new Error(
-          `${error.message}\n-- page: ${page.url()}\n-- it shows: ${shown.slice(0, 600)}\n-- stack log:\n${stack.log()}`,
-          { cause: error },
-        );
-      }
-    });
-}
-
 test('the browser client signs in, calls the API, browses /api/app/, renews and signs out', { timeout: 10 * 60_000 }, async (t) => {
-  const stack = await startStack();
+  const stack = await startStack(['--credential-lifetime', String(CREDENTIAL_LIFETIME_S)]);
   t.after(() => stack.stop());
   const browser = await launchChromium();
   t.after(() => browser.close());
@@ -562,7 +447,7 @@ test('the browser client signs in, calls the API, browses /api/app/, renews and 
 // browser that lost the worker): the gateway answers Accept: text/html with a page that goes to
 // sign-in and back to the very URL asked for, query and fragment included.
 test('unsigned navigations land on sign-in and come back to the URL asked for', { timeout: 3 * 60_000 }, async (t) => {
-  const stack = await startStack();
+  const stack = await startStack(['--credential-lifetime', String(CREDENTIAL_LIFETIME_S)]);
   t.after(() => stack.stop());
   const browser = await launchChromium();
   t.after(() => browser.close());
