@@ -280,7 +280,7 @@ async fn dev(args: DevArgs) -> Result<(), CliError> {
         },
         stage: args.stage,
     };
-    telemetry::prometheus::handle();
+    telemetry::prometheus::install();
     let stack = DevStack::bind(options).await.map_err(fail)?;
     print_dev_banner(&stack.base_url, &stack.app_url);
     stack.serve(ctrl_c()).await.map_err(fail)?;
@@ -333,7 +333,7 @@ fn command_name() -> String {
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = Config::from_file(&args.config.to_string_lossy()).map_err(fail)?;
-    telemetry::prometheus::handle();
+    telemetry::prometheus::install();
     let broker = Arc::new(Broker::from_config(&config).await.map_err(fail)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -38,12 +38,18 @@
 //! - [`assets`]: the browser client (`web/`) embedded in the binary, served under `/web/` by the
 //!   API and at `/` by the dev stack, with its security headers.
 //! - [`telemetry`]: every metric's name and labels, recorded through the `metrics` facade;
-//!   CloudWatch embedded metric format for the Lambdas, Prometheus text for `serve`.
+//!   `telemetry::emf`, CloudWatch embedded metric format for the Lambdas;
+//!   `telemetry::prometheus`, Prometheus text (and the recorder's upkeep) for `serve` and `dev`.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` of `credbroker serve` and `dev`.
 //! - [`cli`]: the `credbroker` command line (`src/main.rs` only parses and calls it).
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
-//! - [`local`]: the dev stack behind `credbroker dev` (dev OpenID provider and its signing keys,
-//!   local identity pool, SigV4-verifying gateway). Nothing in it is reachable from the Lambda binary or `serve`.
+//! - [`local`]: the dev stack behind `credbroker dev`; nothing in it is reachable from the Lambda
+//!   binaries or `serve`. `local::idp` (+ `idp/`), the dev OpenID provider (authorize, token,
+//!   users, its pages); `local::signing_key`, the dev provider's signing keys (also the tests' and
+//!   the benchmark's token minter); `local::pool`, the local identity pool (Cognito Identity
+//!   protocol, quotas, developer identities); `local::gateway` (+ `gateway/`), the
+//!   SigV4-verifying gateway (stage prefix, demo whoami, upstream proxy, sign-in redirect page);
+//!   `local::html`, HTML helpers the dev pages share.
 #![warn(missing_docs)]
 
 pub mod api;

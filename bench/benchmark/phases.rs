@@ -23,12 +23,13 @@ const SOAK_TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Longest time a warm-up may take.
 const WARM_UP_TIME_LIMIT: Duration = Duration::from_secs(60);
 
-// The goals from the performance issue, as numbers and as the table shows them. Sizes are in
-// decimal megabytes, the stricter reading of "MB".
+// The goals from the performance issue (the verification ratio as issue 10 tightened it, from
+// 1.5× to 1.1×), as numbers and as the table shows them. Sizes are in decimal megabytes, the
+// stricter reading of "MB".
 const P99_GOAL: Duration = Duration::from_millis(5);
 const P99_GOAL_TEXT: &str = "p99 < 5 ms";
-const VERIFY_RATIO_GOAL: f64 = 1.5;
-const VERIFY_RATIO_GOAL_TEXT: &str = "≤ 1.5× raw";
+const VERIFY_RATIO_GOAL: f64 = 1.1;
+const VERIFY_RATIO_GOAL_TEXT: &str = "≤ 1.1× raw";
 const COLD_START_GOAL: Duration = Duration::from_millis(100);
 const COLD_START_GOAL_TEXT: &str = "< 100 ms";
 const BINARY_GOAL: u64 = 8_000_000;

@@ -6,6 +6,7 @@
 //! and one Cognito call may last up to the configured call bound).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -41,6 +42,25 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets: the exporter's own
+/// listener does it every 5 s (its default `upkeep_timeout`), and so does [`install`].
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the recorder and starts its upkeep on the current tokio runtime. Without upkeep a
+/// histogram keeps every raw sample until `/metrics` is next scraped, so a broker nobody
+/// scrapes would grow by a few dozen bytes per sign-in for ever (the soak benchmark saw
+/// +41% RSS over 100,000 sign-ins).
+pub fn install() {
+    let handle = handle();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            handle.run_upkeep();
+        }
+    });
 }
 
 /// Everything recorded so far, in the text format.
