@@ -125,16 +125,12 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
         }
         Err(error) => {
             tracing::debug!(error_type = error.error_type(), %error, "gateway refused a request");
-            let mut response =
-                if error == SigV4Error::MissingAuthenticationToken && wants_html(&parts.headers) {
-                    signin_redirect_page(&gate.signin_page)
-                } else {
-                    json_message(StatusCode::FORBIDDEN, &error.to_string())
-                };
-            response
-                .headers_mut()
-                .insert("x-amzn-errortype", HeaderValue::from_static(error.error_type()));
-            response
+            let response = if error == SigV4Error::MissingAuthenticationToken && wants_html(&parts.headers) {
+                signin_redirect_page(&gate.signin_page)
+            } else {
+                json_message(StatusCode::FORBIDDEN, &error.to_string())
+            };
+            with_error_type(response, &error)
         }
     }
 }
@@ -229,21 +225,22 @@ fn signin_redirect_page(page: &str) -> Response {
     response
 }
 
-/// API Gateway's error shape: `{"message": ...}` as `application/json`.
 /// API Gateway's answer for a path it has no route for (any path outside the stage included):
 /// 403 `{"message":"Missing Authentication Token"}`, whatever the method and signature.
 pub fn missing_authentication_token() -> Response {
-    let mut response = json_message(
-        StatusCode::FORBIDDEN,
-        &SigV4Error::MissingAuthenticationToken.to_string(),
-    );
-    response.headers_mut().insert(
-        "x-amzn-errortype",
-        HeaderValue::from_static(SigV4Error::MissingAuthenticationToken.error_type()),
-    );
+    let error = SigV4Error::MissingAuthenticationToken;
+    with_error_type(json_message(StatusCode::FORBIDDEN, &error.to_string()), &error)
+}
+
+/// `response` with API Gateway's `x-amzn-errortype` header naming `error`.
+fn with_error_type(mut response: Response, error: &SigV4Error) -> Response {
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error.error_type()));
     response
 }
 
+/// API Gateway's error shape: `{"message": ...}` as `application/json`.
 fn json_message(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
 }

@@ -241,11 +241,12 @@ fn assemble(
 ) -> Router {
     // Only the broker API refuses unlisted origins; the dev provider and the gateway behave like
     // the real services they stand in for.
-    let refuse_under = match &options.stage {
-        Some(stage) => format!("/{stage}/auth/"),
-        None => "/auth/".to_string(),
-    };
-    let cors = Cors::refusing(broker.allowed_origins(), &refuse_under);
+    // Where API Gateway's routes start: `/{stage}` under a stage, the root otherwise.
+    let stage_path = options
+        .stage
+        .as_ref()
+        .map_or_else(String::new, |stage| format!("/{stage}"));
+    let cors = Cors::refusing(broker.allowed_origins(), &format!("{stage_path}/auth/"));
     let settings = gateway::GatewaySettings {
         region: broker.region().to_string(),
         upstream: options.upstream.clone(),
@@ -266,9 +267,9 @@ fn assemble(
         None => other_services
             .merge(gateway_served)
             .merge(assets::router(options.web.clone(), "")),
-        Some(stage) => other_services
+        Some(_) => other_services
             .nest(
-                &format!("/{stage}"),
+                &stage_path,
                 gateway_served.merge(assets::router(options.web.clone(), "/web")),
             )
             .fallback(|| async { gateway::missing_authentication_token() }),

@@ -24,7 +24,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's Prometheus recorder, installed on first use. When another recorder was
 /// installed first, the handle still renders (the metrics then go to that recorder).
-pub fn handle() -> &'static PrometheusHandle {
+fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
