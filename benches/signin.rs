@@ -6,6 +6,8 @@
 //!   `jsonwebtoken`'s aws-lc-rs backend makes, which sets the key up anew at each call (about 3 µs
 //!   of a 2048-bit check); a key parsed once into a `ParsedPublicKey` would be faster, but
 //!   `jsonwebtoken` keeps no such key (see docs/performance.md);
+//! - `parse/*`: the strict pre-parse alone (three base64url segments, header and claims JSON),
+//!   the part of `verify/*` that is credbroker's own and that no RSA timing noise hides;
 //! - `signin/in_process_pool`: a whole `Broker::sign_in` (verify, rules, Logins, both pool calls)
 //!   against an identity pool that answers in-process, so only broker work is measured.
 //!
@@ -24,6 +26,7 @@ use credbroker::local::signing_key::SigningKey;
 use credbroker::pool::{AwsCredentials, DeveloperLogin, IdentityPool, Logins, PoolFuture};
 use credbroker::provider::{Provider, TokenUse};
 use credbroker::tags::PrincipalTags;
+use credbroker::token::UnverifiedToken;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -125,6 +128,10 @@ fn bench_signin(c: &mut Criterion) {
         c.bench_function(&format!("verify/{alg}"), |b| {
             b.to_async(&runtime)
                 .iter(|| provider.verify(&token, TokenUse::SignIn, SystemTime::now()))
+        });
+
+        c.bench_function(&format!("parse/{alg}"), |b| {
+            b.iter(|| UnverifiedToken::parse(&token, config.limits.max_token_bytes).map(|t| t.header().alg))
         });
 
         let (signing_input, signature) = split_signature(&token);

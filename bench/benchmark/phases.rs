@@ -53,18 +53,31 @@ const SOAK_ERRORS: &str = "soak: errors";
 const SOAK_BROKER_RSS: &str = "soak: broker RSS after warm-up → end";
 const SOAK_POOL_RSS: &str = "soak: local pool process RSS after warm-up → end";
 
-/// `verify/ALG` next to `raw_signature/ALG`, and the whole in-process sign-in.
+/// `verify/ALG` next to `raw_signature/ALG`, the parse alone and the whole in-process sign-in.
 pub fn verification(criterion: &Path) -> Vec<Row> {
     let mut rows: Vec<Row> = ["RS256", "ES256"]
         .into_iter()
         .map(|alg| verification_row(criterion, alg))
         .collect();
-    let metric = "one whole sign-in, pool answering in-process (broker work only)";
-    rows.push(match median_ns(criterion, "signin/in_process_pool") {
+    rows.push(info_row(
+        criterion,
+        "parse/RS256",
+        "strict token parse alone (part of verification), RS256",
+    ));
+    rows.push(info_row(
+        criterion,
+        "signin/in_process_pool",
+        "one whole sign-in, pool answering in-process (broker work only)",
+    ));
+    rows
+}
+
+/// Criterion's median for `id`, shown without a goal.
+fn info_row(criterion: &Path, id: &str, metric: &str) -> Row {
+    match median_ns(criterion, id) {
         Ok(ns) => Row::info(metric, us(ns)),
         Err(why) => Row::not_measured(metric, "—", &why),
-    });
-    rows
+    }
 }
 
 fn verification_row(criterion: &Path, alg: &str) -> Row {
