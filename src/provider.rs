@@ -43,7 +43,8 @@ pub use cognito::hosted_ui_origin;
 pub enum Kind {
     /// One of the configurable kinds.
     Configured(ProviderKind),
-    /// The dev stack's own OpenID provider.
+    /// The dev stack's own OpenID provider (an `oidc` provider that `crate::local` builds and
+    /// labels so).
     Dev,
 }
 
@@ -277,39 +278,11 @@ impl Provider {
         }
     }
 
-    /// The dev provider of `credbroker dev`: an OpenID issuer (plain http on loopback) found through
-    /// discovery, accepting `client_id`. Only the dev stack calls this.
-    pub(crate) fn dev(
-        issuer: Issuer,
-        client_id: &str,
-        limits: &Limits,
-        http: reqwest::Client,
-        policy: JwksPolicy,
-    ) -> Provider {
-        let policy = policy.for_provider("dev");
-        Provider {
-            name: "dev".to_string(),
-            kind: Kind::Dev,
-            audiences: vec![client_id.to_string()],
-            rules: Box::new(oidc::Oidc::new(issuer.clone())),
-            keys: KeySource::Discovered(OnceCell::new()),
-            require: Vec::new(),
-            role_arn: None,
-            roles: Vec::new(),
-            exposed_claims: ["email", "name", "groups", "hd", "tid", "organization_id"]
-                .map(String::from)
-                .to_vec(),
-            // `groups` as a tag, so the dev stack in developer mode shows per-route IAM rules.
-            principal_tags: PrincipalTagMap::from([("groups".to_string(), "groups".to_string())]),
-            browser_client_id: client_id.to_string(),
-            browser_scopes: Vec::new(),
-            browser_flow: None,
-            leeway: limits.leeway(),
-            max_token_bytes: limits.max_token_bytes,
-            metadata: Some(MetadataCache::new(http.clone(), issuer, policy.clone())),
-            http,
-            policy,
-        }
+    /// The provider, shown to clients as `kind` (the dev stack shows its own provider as
+    /// [`Kind::Dev`]).
+    pub(crate) fn shown_as(mut self, kind: Kind) -> Provider {
+        self.kind = kind;
+        self
     }
 
     /// The configured name.

@@ -45,13 +45,39 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
+use crate::config::{Limits, ProviderConfig};
+use crate::issuer::Issuer;
+use crate::jwks::JwksPolicy;
 use crate::key::Algorithm;
 use crate::local::signing_key::SigningKey;
+use crate::provider::{Kind, Provider};
 use store::{BoundedStore, random_token};
 use users::DevUser;
 
 /// The client id the dev provider issues tokens for.
 pub const DEV_CLIENT_ID: &str = "credbroker-dev";
+
+/// The provider that trusts this IdP: what a user would write as an `oidc` provider for it
+/// (its issuer, found through discovery; [`DEV_CLIENT_ID`] as the audience), built without
+/// validation because the issuer is plain http on loopback, and shown to clients as kind `dev`.
+/// It exposes the claims the dev page lets one edit and tags sessions with `groups`, so the dev
+/// stack in developer mode shows per-route IAM rules.
+pub(crate) fn provider(
+    issuer: &Issuer,
+    limits: &Limits,
+    http: reqwest::Client,
+    policy: JwksPolicy,
+) -> Provider {
+    let config: ProviderConfig = serde_json::from_value(json!({
+        "kind": "oidc",
+        "issuer": issuer.as_str(),
+        "audiences": [DEV_CLIENT_ID],
+        "claims": ["email", "name", "groups", "hd", "tid", "organization_id"],
+        "principal_tags": {"groups": "groups"},
+    }))
+    .expect("the dev provider's configuration has a fixed shape");
+    Provider::from_config("dev", &config, limits, http, policy).shown_as(Kind::Dev)
+}
 
 /// ID-token (and access-token) lifetime unless [`DevIdp::with_token_lifetime`] says otherwise.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);

@@ -45,7 +45,6 @@ use crate::health::{self, Readiness};
 use crate::issuer::Issuer;
 use crate::jwks::JwksCache;
 use crate::pool::CognitoPool;
-use crate::provider::Provider;
 
 /// The local pool's id (any well-formed id works; this one is easy to recognise in logs).
 pub const DEV_POOL_ID: &str = "us-east-1:00000000-0000-4000-8000-00000000dec0";
@@ -184,7 +183,7 @@ impl DevStack {
             options.credential_lifetime,
             options.pool_load,
         );
-        let dev = Provider::dev(dev_issuer, idp::DEV_CLIENT_ID, broker.limits(), http, policy);
+        let dev = idp::provider(&dev_issuer, broker.limits(), http, policy);
         broker.add_provider(dev);
         for origin in dev_origins(bound) {
             broker.allow_origin(origin);
