@@ -419,6 +419,37 @@ async fn under_a_stage_the_broker_gateway_and_client_are_served_under_it() {
         );
     }
 
+    // A navigation to a path the stage has no route for gets the template's sign-in page (this
+    // API's MISSING_AUTHENTICATION_TOKEN gateway response for text/html); outside the stage no
+    // gateway response of this API applies, so it stays the JSON 403.
+    let navigate = |path: &str| {
+        stack
+            .http
+            .get(stack.url(path))
+            .header("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+            .send()
+    };
+    for inside in ["prod/nothing", "prod/app/reports?month=11", "prod"] {
+        let page = navigate(inside).await.unwrap();
+        assert_eq!(page.status(), StatusCode::FORBIDDEN, "/{inside}");
+        assert_eq!(
+            page.headers()["x-amzn-errortype"],
+            "MissingAuthenticationTokenException"
+        );
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"const stage = "prod";"#), "/{inside}: {html}");
+    }
+    for outside in ["nothing", "index.html", "staging/web/"] {
+        let answer = navigate(outside).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "/{outside}");
+        assert_eq!(
+            answer.json::<Value>().await.unwrap(),
+            json!({ "message": "Missing Authentication Token" }),
+            "/{outside}"
+        );
+    }
+
     let (status, answer) = stack
         .sign_in_at("prod/auth/signin/dev", &stack.code_flow("gina", "").await)
         .await;

@@ -18,9 +18,10 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use url::Url;
 
@@ -125,12 +126,7 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
         }
         Err(error) => {
             tracing::debug!(error_type = error.error_type(), %error, "gateway refused a request");
-            let response = if error == SigV4Error::MissingAuthenticationToken && wants_html(&parts.headers) {
-                signin_redirect_page(&gate.signin_page)
-            } else {
-                json_message(StatusCode::FORBIDDEN, &error.to_string())
-            };
-            with_error_type(response, &error)
+            refusal(&error, &parts.headers, Some(&gate.signin_page))
         }
     }
 }
@@ -225,11 +221,38 @@ fn signin_redirect_page(page: &str) -> Response {
     response
 }
 
-/// API Gateway's answer for a path it has no route for (any path outside the stage included):
-/// 403 `{"message":"Missing Authentication Token"}`, whatever the method and signature.
-pub fn missing_authentication_token() -> Response {
-    let error = SigV4Error::MissingAuthenticationToken;
-    with_error_type(json_message(StatusCode::FORBIDDEN, &error.to_string()), &error)
+/// The 403 for `error`, as this API's gateway responses shape it: an unsigned navigation gets
+/// the sign-in `page` (the template's `MISSING_AUTHENTICATION_TOKEN` response for `text/html`)
+/// when there is one; everything else API Gateway's `{"message": ...}`.
+fn refusal(error: &SigV4Error, headers: &HeaderMap, page: Option<&str>) -> Response {
+    let response = match page {
+        Some(page) if *error == SigV4Error::MissingAuthenticationToken && wants_html(headers) => {
+            signin_redirect_page(page)
+        }
+        _ => json_message(StatusCode::FORBIDDEN, &error.to_string()),
+    };
+    with_error_type(response, error)
+}
+
+/// The fallback of a dev stack served under `stage`: API Gateway's 403 `Missing Authentication
+/// Token` for a path it has no route for, whatever the method and signature (AWS Knowledge
+/// Center, "troubleshoot 403 Missing Authentication Token": a path that matches no deployed
+/// resource). Inside the stage that is this API's own `MISSING_AUTHENTICATION_TOKEN` gateway
+/// response, so a navigation gets the sign-in page there as on an unsigned route; outside it, no
+/// deployment of this API's gateway responses answers and the default JSON is all there is
+/// (gateway responses take effect per stage, with a deployment: "Set up gateway responses to
+/// customize error responses", API Gateway Developer Guide).
+pub fn unrouted(stage: &str) -> MethodRouter {
+    let stage_root = format!("/{stage}");
+    let page: Arc<str> = signin_redirect_html(Some(stage)).into();
+    any(move |uri: Uri, headers: HeaderMap| {
+        let inside = uri
+            .path()
+            .strip_prefix(&stage_root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        let page = inside.then_some(&*page);
+        std::future::ready(refusal(&SigV4Error::MissingAuthenticationToken, &headers, page))
+    })
 }
 
 /// `response` with API Gateway's `x-amzn-errortype` header naming `error`.

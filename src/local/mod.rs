@@ -18,7 +18,8 @@
 //! `/web/`) move under `/NAME/`, the way a REST API's stage URL carries them
 //! (`https://{api}.execute-api.{region}.amazonaws.com/{stage}/…`,
 //! <https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-call-api.html>), and
-//! any other path gets API Gateway's 403 `Missing Authentication Token`; the provider and the
+//! any other path gets API Gateway's 403 `Missing Authentication Token` (inside the stage, a
+//! navigation gets the template's sign-in page instead, as on an unsigned route); the provider and the
 //! pool, other services in AWS, stay at the root. Clients sign the stage-prefixed path, as they
 //! do against AWS.
 
@@ -266,12 +267,12 @@ fn assemble(
         None => other_services
             .merge(gateway_served)
             .merge(assets::router(options.web.clone(), "")),
-        Some(_) => other_services
+        Some(stage) => other_services
             .nest(
                 &stage_path,
                 gateway_served.merge(assets::router(options.web.clone(), "/web")),
             )
-            .fallback(|| async { gateway::missing_authentication_token() }),
+            .fallback_service(gateway::unrouted(stage)),
     };
     let app = app.method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     api::with_cors(app, cors)
