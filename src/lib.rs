@@ -45,8 +45,9 @@
 //! - [`logging`]: log set-up for the binaries (keeps credentials out of every log line).
 //! - [`local`]: the dev stack behind `credbroker dev`; nothing in it is reachable from the Lambda
 //!   binaries or `serve`. `local::idp` (+ `idp/`), the dev OpenID provider (authorize, token,
-//!   users, its pages) and the `oidc` provider the broker trusts it through; `local::signing_key`, the dev provider's signing keys (also the tests' and
-//!   the benchmark's token minter); `local::pool`, the local identity pool (Cognito Identity
+//!   users, its pages) and the `oidc` provider the broker trusts it through;
+//!   `local::signing_key`, the dev provider's signing keys (also the tests' and the benchmark's
+//!   token minter); `local::pool`, the local identity pool (Cognito Identity
 //!   protocol, quotas, developer identities); `local::gateway` (+ `gateway/`), the
 //!   SigV4-verifying gateway (stage prefix, demo whoami, upstream proxy, sign-in redirect page);
 //!   `local::html`, HTML helpers the dev pages share.

@@ -235,13 +235,14 @@ fn refusal(error: &SigV4Error, headers: &HeaderMap, page: Option<&str>) -> Respo
 }
 
 /// The fallback of a dev stack served under `stage`: API Gateway's 403 `Missing Authentication
-/// Token` for a path it has no route for, whatever the method and signature (AWS Knowledge
-/// Center, "troubleshoot 403 Missing Authentication Token": a path that matches no deployed
-/// resource). Inside the stage that is this API's own `MISSING_AUTHENTICATION_TOKEN` gateway
-/// response, so a navigation gets the sign-in page there as on an unsigned route; outside it, no
-/// deployment of this API's gateway responses answers and the default JSON is all there is
-/// (gateway responses take effect per stage, with a deployment: "Set up gateway responses to
-/// customize error responses", API Gateway Developer Guide).
+/// Token` for a path it has no route for, whatever the method and signature (a path that
+/// matches no deployed resource, AWS Knowledge Center:
+/// <https://aws.amazon.com/premiumsupport/knowledge-center/api-gateway-403-custom-domain/>).
+/// Inside the stage that is this API's own `MISSING_AUTHENTICATION_TOKEN` gateway response
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gatewayResponse-definition.html>),
+/// so a navigation gets the sign-in page there as on an unsigned route; outside it no deployment
+/// of this API, and so none of its gateway responses, answers, and the default JSON is all there
+/// is.
 pub fn unrouted(stage: &str) -> MethodRouter {
     let stage_root = format!("/{stage}");
     let page: Arc<str> = signin_redirect_html(Some(stage)).into();

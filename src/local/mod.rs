@@ -19,8 +19,8 @@
 //! (`https://{api}.execute-api.{region}.amazonaws.com/{stage}/…`,
 //! <https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-call-api.html>), and
 //! any other path gets API Gateway's 403 `Missing Authentication Token` (inside the stage, a
-//! navigation gets the template's sign-in page instead, as on an unsigned route); the provider and the
-//! pool, other services in AWS, stay at the root. Clients sign the stage-prefixed path, as they
+//! navigation gets the template's sign-in page instead, as on an unsigned route); the provider
+//! and the pool, other services in AWS, stay at the root. Clients sign the stage-prefixed path, as they
 //! do against AWS.
 
 pub mod gateway;
