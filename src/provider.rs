@@ -7,10 +7,10 @@
 //! never makes the broker fetch anything), the signature before any claim is believed.
 //!
 //! Each kind lives in its own module (`google`, `microsoft`, `salesforce`, `cognito`, `oidc`),
-//! holding that kind's settings typed and implementing [`KindRules`]; everything common to all
+//! holding that kind's settings typed and implementing `KindRules`; everything common to all
 //! kinds (audiences, rules, roles, key caches, limits) stays here. Adding a kind means a variant of
-//! [`ProviderKind`] (with its name), one module implementing [`KindRules`] with its tests, its
-//! kind-only keys in `config::check_kind_only`, and one line in [`kind_rules`].
+//! [`ProviderKind`] (with its name), one module implementing `KindRules` with its tests, its
+//! kind-only keys in `config::check_kind_only`, and one line in `kind_rules`.
 
 mod cognito;
 mod google;

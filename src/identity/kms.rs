@@ -34,7 +34,7 @@ use super::{ASSERTION_TYPE, IdentitySigner, SigningError};
 use crate::config::IdentityConfig;
 
 /// The longest message KMS signs as `RAW`; a longer signing input is sent as its SHA-256 digest
-/// (`MessageType: DIGEST`): https://docs.aws.amazon.com/kms/latest/APIReference/API_Sign.html
+/// (`MessageType: DIGEST`): <https://docs.aws.amazon.com/kms/latest/APIReference/API_Sign.html>
 pub const MAX_RAW_MESSAGE_BYTES: usize = 4096;
 /// The DER prefix of every P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, a 66-byte
 /// BIT STRING), followed by the uncompressed point `04 || x || y` (RFC 5480).

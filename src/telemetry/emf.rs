@@ -9,8 +9,8 @@
 //! document's root, so two label sets that give one label different values (the two Cognito
 //! operations of a sign-in) cannot share a document: label sets are packed greedily, and a
 //! sign-in usually writes two lines, an authorizer event one. Besides its full label set, every
-//! directive also publishes the metric under the [`ROLLUP_LABELS`](super::ROLLUP_LABELS) it
-//! carries and under no dimension at all, so an alarm can watch the error rate of all providers
+//! directive also publishes the metric under the [`ROLLUP_LABELS`] it carries and under no
+//! dimension at all, so an alarm can watch the error rate of all providers
 //! (alarms cannot sum across dimension values). Counters are written when they moved; histogram
 //! samples as an array (EMF allows at most 100 values per metric: later ones wait for the next
 //! flush). The Lambda request id rides along as the `RequestId` property, searchable in Logs
